@@ -1,0 +1,3 @@
+from benchtrack.cli import main
+
+main()

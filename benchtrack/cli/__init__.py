@@ -1,0 +1,246 @@
+"""The typer CLI: parse options, call the core, render, and map errors to exit codes once."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchtrack.errors import BenchtrackError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="benchtrack",
+    help="Performance and memory regression tracking, logged to MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class PeakProbeName(str, Enum):
+    auto = "auto"
+    kernel_hwm = "kernel-hwm"
+    sampler_thread = "sampler-thread"
+    off = "off"
+
+
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db]."),
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")]
+
+
+def maps_errors(command: F) -> F:
+    """The one place a BenchtrackError becomes one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BenchtrackError as exc:
+            typer.echo(f"benchtrack: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command("run")
+@maps_errors
+def run_command(
+    folder: Annotated[Path, typer.Argument(help="Folder with bench_*.py files (each sub-folder is a suite).")] = Path("experiments"),
+    level: Annotated[str, typer.Option("--level", "-l", help="Level from levels.toml: quick, comprehensive, nightly.")] = "quick",
+    benchmark: Annotated[list[str] | None, typer.Option("--benchmark", "-b", help="Run only this benchmark (repeatable).")] = None,
+    processes: Annotated[int | None, typer.Option(min=1, help="Override the level's worker processes per benchmark.")] = None,
+    samples: Annotated[int | None, typer.Option(min=1, help="Override the level's samples per process.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the raw results (benchtrack.result/1 JSON) here.")] = None,
+    tracking_uri: TrackingUriOption = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Measure and report without logging to MLflow.")] = False,
+    peak_probe: Annotated[PeakProbeName, typer.Option(help="How peak RSS is measured per sample.")] = PeakProbeName.auto,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Run a benchmark folder at a level and log every run to MLflow.
+
+    Example: benchtrack run experiments/ --level quick
+    """
+    from benchtrack.cli.render import invocation_document, print_json, print_run_table
+    from benchtrack.probes.environment import collect_metadata
+    from benchtrack.results import dumps_results
+    from benchtrack.session import RunOptions, Session, prepare
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    options = RunOptions(folder=folder, level=level, only=tuple(benchmark or ()), processes=processes,
+                         samples=samples, peak_probe=peak_probe.value)
+    discovery, chosen_level, plans = prepare(options)
+    if options.only and not plans:
+        raise BenchtrackError(f"no benchmark named {', '.join(options.only)} at level {level!r}")
+    uri = None if no_track else resolve_tracking_uri(tracking_uri)
+    store = _open_store(uri) if uri else None
+    metadata = collect_metadata(folder)
+    stderr = Console(stderr=True)
+    for error in discovery.errors:
+        stderr.print(f"[red]benchtrack: error:[/] {error.relative}: {error.message}", highlight=False)
+    total = sum(item.processes for plan in plans for item in plan.items)
+    with _progress(stderr) as progress:
+        task = progress.add_task("measuring", total=total)
+
+        def advance(event: Any) -> None:
+            progress.update(task, advance=1, description=f"{event.item.name} (process {event.process + 1})")
+
+        invocation = Session(store, metadata, on_progress=advance).run(options, discovery, chosen_level, plans)
+    if output is not None:
+        output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
+    if output_format is OutputFormat.json:
+        print_json(invocation_document(invocation, uri))
+    else:
+        print_run_table(invocation, Console())
+        if uri and invocation.tracking_error is None:
+            stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False)
+    raise typer.Exit(_run_exit_code(invocation, stderr))
+
+
+def _run_exit_code(invocation: Any, stderr: Console) -> int:
+    for error in invocation.file_errors:
+        stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False)
+    if invocation.tracking_error:
+        stderr.print(f"benchtrack: error: {invocation.tracking_error}; results kept in {invocation.spool_path}"
+                     f" (log them later with: benchtrack import {invocation.spool_path})", highlight=False)
+    if invocation.file_errors or invocation.tracking_error:
+        return EXIT_USAGE
+    return EXIT_FAILED if invocation.failed_benchmarks else EXIT_OK
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
+    )
+
+
+def _open_store(uri: str) -> Any:
+    from benchtrack.tracking.store import MlflowStore
+
+    return MlflowStore(uri)
+
+
+@app.command("list")
+@maps_errors
+def list_command(
+    folder: Annotated[Path, typer.Argument(help="Folder with bench_*.py files.")] = Path("experiments"),
+    level: Annotated[str | None, typer.Option("--level", "-l", help="Show only what this level runs.")] = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """List the benchmarks found in a folder, with parameters, kinds, tags and levels.
+
+    Example: benchtrack list experiments/ --level quick
+    """
+    from benchtrack.cli.listing import list_document, print_listing
+
+    document = list_document(folder, level)
+    if output_format is OutputFormat.json:
+        from benchtrack.cli.render import print_json
+
+        print_json(document)
+    else:
+        print_listing(document, Console(), Console(stderr=True))
+    raise typer.Exit(EXIT_USAGE if document["file_errors"] else EXIT_OK)
+
+
+@app.command("check")
+@maps_errors
+def check_command(
+    tracking_uri: TrackingUriOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Check the environment: dependencies, tracking store, git, and noisy-machine advisories.
+
+    Example: benchtrack check --tracking-uri http://127.0.0.1:5000
+    """
+    from benchtrack.cli.checks import print_checks, run_checks
+    from benchtrack.cli.render import print_json
+
+    document = run_checks(tracking_uri)
+    if output_format is OutputFormat.json:
+        print_json(document)
+    else:
+        print_checks(document, Console())
+    raise typer.Exit(EXIT_OK if document["ok"] else EXIT_USAGE)
+
+
+@app.command("ui")
+@maps_errors
+def ui_command(
+    tracking_uri: TrackingUriOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+) -> None:
+    """Start the MLflow UI on the same store `benchtrack run` logs to.
+
+    Example: benchtrack ui --port 5000, then open http://127.0.0.1:5000
+    """
+    from benchtrack.tracking.store import quiet_mlflow_environment
+    from benchtrack.tracking.uri import is_http, resolve_tracking_uri, sqlite_path
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if is_http(uri):
+        raise BenchtrackError(f"{uri} is already a tracking server: open it in a browser")
+    db = sqlite_path(uri)
+    if db is not None and not db.exists():
+        raise BenchtrackError(f"no store at {db} yet: run `benchtrack run` first")
+    quiet_mlflow_environment()
+    typer.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C to stop)", err=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    try:
+        code = subprocess.call(command, env=os.environ.copy())
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
+@app.command("import")
+@maps_errors
+def import_command(
+    file: Annotated[Path, typer.Argument(help="A benchtrack.result/1 JSON file (e.g. one left in .benchtrack/unsaved/).")],
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Log a saved result file to the tracking store.
+
+    Example: benchtrack import .benchtrack/unsaved/<invocation>.json
+    """
+    import uuid
+
+    from benchtrack.results import load_results_file
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    runs = load_results_file(file)
+    store = _open_store(resolve_tracking_uri(tracking_uri))
+    invocation = uuid.uuid4().hex
+    for run in runs:
+        parent = store.start_invocation(run, invocation)
+        for bench in run.benchmarks:
+            store.log_benchmark(parent, run, bench)
+        store.finish_invocation(parent, run)
+        typer.echo(f"imported {len(run.benchmarks)} benchmarks of suite {run.suite} as run {parent}")
+    raise typer.Exit(EXIT_OK)
+
+
+def main() -> None:
+    app(prog_name="benchtrack")

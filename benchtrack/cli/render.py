@@ -1,0 +1,134 @@
+"""Terminal tables and JSON documents for CLI output (rich lives here, not in the core)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from benchtrack import results as r
+from benchtrack.analysis.stats import between_process_cv, summarize
+from benchtrack.analysis.targets import check_targets
+from benchtrack.results import BenchmarkResult
+from benchtrack.session import Invocation
+
+RUN_SCHEMA = "benchtrack.run/1"
+LIST_SCHEMA = "benchtrack.list/1"
+CHECK_SCHEMA = "benchtrack.check/1"
+
+
+def format_seconds(value: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value / 1e-9:.3g} ns"
+
+
+def format_bytes(value: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
+def benchmark_summary(bench: BenchmarkResult) -> dict[str, dict[str, float]]:
+    summary: dict[str, dict[str, float]] = {}
+    processes = [s.process for s in bench.samples]
+    for metric in bench.metric_names():
+        series = bench.series(metric)
+        stats = summarize(series).as_dict()
+        if len(series) == len(processes):
+            stats["between_process_cv"] = between_process_cv(series, processes)
+        summary[metric] = stats
+    return summary
+
+
+def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dict[str, Any]:
+    suites = []
+    for outcome in invocation.suites:
+        benchmarks = []
+        for bench in outcome.result.benchmarks:
+            benchmarks.append({
+                "name": bench.name,
+                "suite": outcome.result.suite,
+                "kind": bench.kind,
+                "status": "ok" if bench.ok else "failed",
+                "error": bench.error,
+                "run_id": outcome.child_run_ids.get(bench.name),
+                "samples": len(bench.samples),
+                "processes": bench.process_count,
+                "summary": benchmark_summary(bench) if bench.samples else {},
+                "targets": [
+                    {"target": c.target, "limit": c.limit, "value": c.value, "met": c.met}
+                    for c in check_targets(bench)
+                ],
+            })
+        suites.append({
+            "suite": outcome.result.suite,
+            "level": outcome.result.level,
+            "parent_run_id": outcome.parent_run_id,
+            "benchmarks": benchmarks,
+        })
+    total = sum(len(s["benchmarks"]) for s in suites)
+    return {
+        "schema": RUN_SCHEMA,
+        "invocation": invocation.invocation_id,
+        "level": invocation.level.name,
+        "tracking_uri": tracking_uri,
+        "tracking_error": invocation.tracking_error,
+        "unsaved_results": str(invocation.spool_path) if invocation.spool_path else None,
+        "suites": suites,
+        "file_errors": [{"file": e.relative, "error": e.message} for e in invocation.file_errors],
+        "summary": {
+            "benchmarks": total,
+            "failed": len(invocation.failed_benchmarks),
+            "file_errors": len(invocation.file_errors),
+        },
+    }
+
+
+def print_json(document: Mapping[str, Any]) -> None:
+    print(json.dumps(document, indent=2, allow_nan=False))
+
+
+def print_run_table(invocation: Invocation, console: Console) -> None:
+    table = Table(title=f"benchtrack run - level {invocation.level.name}", show_lines=False)
+    for column, justify in (
+        ("suite", "left"), ("benchmark", "left"), ("median", "right"), ("IQR", "right"),
+        ("min", "right"), ("proc CV", "right"), ("n", "right"), ("peak RSS", "right"),
+        ("GC pause/op", "right"), ("status", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for outcome in invocation.suites:
+        for bench in outcome.result.benchmarks:
+            table.add_row(outcome.result.suite, bench.name, *_row_cells(bench))
+    console.print(table)
+
+
+def _row_cells(bench: BenchmarkResult) -> list[str]:
+    status = "[green]ok[/]" if bench.ok else f"[red]failed[/]: {bench.error}"
+    missed = [c for c in check_targets(bench) if not c.met]
+    if missed:
+        status += " [yellow]target missed: " + ", ".join(
+            f"{c.target} {'n/a' if c.value is None else f'{c.value:.3g}'} > {c.limit:g}" for c in missed
+        ) + "[/]"
+    if not bench.samples:
+        return ["-", "-", "-", "-", "0", "-", "-", status]
+    wall = summarize(bench.series(r.WALL))
+    processes = [s.process for s in bench.samples]
+    peak = max(bench.series(r.RSS_PEAK))
+    memory = bench.series(r.TRACEMALLOC_PEAK)
+    peak_text = format_bytes(peak) + (f" (traced {format_bytes(max(memory))})" if memory else "")
+    return [
+        format_seconds(wall.median),
+        format_seconds(wall.iqr),
+        format_seconds(wall.min),
+        f"{between_process_cv(bench.series(r.WALL), processes):.1%}",
+        f"{len(bench.samples)}x{bench.process_count}p" if bench.process_count else "0",
+        peak_text,
+        format_seconds(summarize(bench.series(r.GC_PAUSE)).mean),
+        status,
+    ]

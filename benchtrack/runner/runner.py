@@ -1,0 +1,181 @@
+"""Plan -> worker processes -> results. Each benchmark runs in several separate worker
+processes in turn, so the spread between processes (layout, hash seed, allocator state) is
+measured rather than hidden; the first process calibrates the loop count the others reuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchtrack.config import Level
+from benchtrack.results import BenchmarkResult, RunResult, Sample
+from benchtrack.runner.worker import WorkerRequest
+from benchtrack.suite import BenchmarkFile, BenchmarkInstance, Suite
+
+_STDERR_TAIL = 400
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    file: BenchmarkFile
+    instance: BenchmarkInstance
+    processes: int
+    samples: int
+    warmups: int
+    timeout: float
+    min_sample_time: float
+
+    @property
+    def name(self) -> str:
+        return self.instance.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: Suite
+    level: Level
+    items: tuple[PlanItem, ...]
+
+
+def make_plan(suite: Suite, level: Level, only: tuple[str, ...] = ()) -> Plan:
+    """The benchmarks of a suite the level selects, with per-benchmark overrides applied."""
+    items = []
+    for bench_file, instance in suite.instances():
+        spec = instance.spec
+        if not level.selects(spec.tags, spec.levels):
+            continue
+        if only and instance.name not in only and spec.name not in only:
+            continue
+        items.append(PlanItem(
+            file=bench_file,
+            instance=instance,
+            processes=spec.processes or level.processes,
+            samples=spec.samples or level.samples,
+            warmups=level.warmups if spec.warmups is None else spec.warmups,
+            timeout=spec.timeout or level.timeout,
+            min_sample_time=level.min_sample_time,
+        ))
+    return Plan(suite, level, tuple(items))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One finished worker process, for progress bars."""
+
+    item: PlanItem
+    process: int
+    error: str | None
+
+
+class Runner:
+    def __init__(
+        self,
+        python: str = sys.executable,
+        peak_probe: str = "auto",
+        on_progress: Callable[[Progress], None] = lambda _: None,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self._python = python
+        self._peak_probe = peak_probe
+        self._on_progress = on_progress
+        self._environment = dict(os.environ if environment is None else environment)
+
+    def run_plan(self, plan: Plan, metadata: Mapping[str, str],
+                 on_result: Callable[[BenchmarkResult], None] = lambda _: None) -> RunResult:
+        started = time.time()
+        results = []
+        for item in plan.items:
+            result = self.run_item(item)
+            on_result(result)
+            results.append(result)
+        return RunResult(
+            suite=plan.suite.name, level=plan.level.name, started_at=started,
+            finished_at=time.time(), metadata=dict(metadata), benchmarks=tuple(results),
+        )
+
+    def run_item(self, item: PlanItem) -> BenchmarkResult:
+        samples: list[Sample] = []
+        probes: dict[str, str] = {}
+        loops: int | None = None
+        error: str | None = None
+        for process in range(item.processes):
+            reply = self._spawn(item, process, loops)
+            samples.extend(_sample_from_dict(s) for s in reply.get("samples", []))
+            probes.update(reply.get("probes", {}))
+            error = reply.get("error")
+            loops = reply.get("loops") or loops
+            self._on_progress(Progress(item, process, error))
+            if error:
+                break
+        spec = item.instance.spec
+        return BenchmarkResult(
+            name=item.name, benchmark=spec.name, file=item.file.relative, kind=spec.kind,
+            params=item.instance.param_strings, tags=spec.tags, samples=tuple(samples),
+            error=error, warmups=item.warmups, probes=probes, targets=spec.targets,
+        )
+
+    def _spawn(self, item: PlanItem, process: int, loops: int | None) -> dict[str, Any]:
+        request = WorkerRequest(
+            file=str(item.file.path), name=item.name, process=process, samples=item.samples,
+            warmups=item.warmups, min_sample_time=item.min_sample_time, loops=loops,
+            peak_probe=self._peak_probe,
+        )
+        with tempfile.TemporaryDirectory(prefix="benchtrack-") as tmp:
+            request_path, reply_path = Path(tmp, "request.json"), Path(tmp, "reply.json")
+            request_path.write_text(json.dumps(asdict(request)), encoding="utf-8")
+            command = [self._python, "-m", "benchtrack.runner.worker", str(request_path), str(reply_path)]
+            outcome = _run_with_timeout(command, item.timeout, self._environment, item.file.path.parent)
+            if outcome is not None:
+                return {"samples": [], "error": outcome, "loops": loops}
+            try:
+                return dict(json.loads(reply_path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                return {"samples": [], "error": "worker process wrote no result", "loops": loops}
+
+
+def _run_with_timeout(command: list[str], timeout: float, environment: Mapping[str, str], cwd: Path) -> str | None:
+    """Run a worker in its own session so a timeout kills every process it started.
+    Returns an error line, or None on a clean exit."""
+    process = subprocess.Popen(
+        command, cwd=cwd, env=dict(environment), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        return f"timed out after {timeout:g} s"
+    if process.returncode != 0:
+        return _describe_exit(process.returncode, stderr.decode("utf-8", "replace"))
+    return None
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.communicate()
+
+
+def _describe_exit(returncode: int, stderr: str) -> str:
+    if returncode < 0:
+        reason = f"worker killed by signal {signal.Signals(-returncode).name}"
+    else:
+        reason = f"worker exited with code {returncode}"
+    last_line = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
+    return f"{reason}: {last_line[-_STDERR_TAIL:]}" if last_line else reason
+
+
+def _sample_from_dict(data: Mapping[str, Any]) -> Sample:
+    return Sample(process=int(data["process"]), index=int(data["index"]), loops=int(data["loops"]),
+                  values={str(k): float(v) for k, v in data["values"].items()})

@@ -1,0 +1,133 @@
+"""One `benchtrack run`: discover, plan, measure in workers, log each benchmark as it finishes.
+
+Knows nothing of typer or rich: progress and results leave through callbacks and records.
+Measured data is never lost to a store failure: results are written to a spool file that
+`benchtrack import` can log later.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from benchtrack.config import Level, find_levels_file, load_levels, select_level
+from benchtrack.errors import TrackingError
+from benchtrack.results import BenchmarkResult, RunResult, dumps_results
+from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
+from benchtrack.suite import Discovery, FileError, discover
+
+SPOOL_FOLDER = Path(".benchtrack") / "unsaved"
+
+
+class Store(Protocol):
+    uri: str
+
+    def start_invocation(self, result_shell: RunResult, invocation_id: str) -> str: ...
+
+    def log_benchmark(self, parent_run_id: str, run: RunResult, bench: BenchmarkResult) -> object: ...
+
+    def finish_invocation(self, parent_run_id: str, run: RunResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    result: RunResult
+    parent_run_id: str | None
+    child_run_ids: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    invocation_id: str
+    level: Level
+    suites: tuple[SuiteOutcome, ...]
+    file_errors: tuple[FileError, ...]
+    tracking_error: str | None
+    spool_path: Path | None
+
+    @property
+    def failed_benchmarks(self) -> list[BenchmarkResult]:
+        return [b for s in self.suites for b in s.result.benchmarks if not b.ok]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    folder: Path
+    level: str = "quick"
+    only: tuple[str, ...] = ()
+    processes: int | None = None
+    samples: int | None = None
+    peak_probe: str = "auto"
+
+
+def prepare(options: RunOptions) -> tuple[Discovery, Level, list[Plan]]:
+    """Everything that can fail on bad input, done before anything is measured."""
+    discovery = discover(options.folder)
+    level = select_level(load_levels(find_levels_file(options.folder)), options.level)
+    level = replace(
+        level,
+        processes=options.processes or level.processes,
+        samples=options.samples or level.samples,
+    )
+    plans = [make_plan(suite, level, options.only) for suite in discovery.suites]
+    return discovery, level, [p for p in plans if p.items]
+
+
+class Session:
+    def __init__(
+        self,
+        store: Store | None,
+        metadata: Mapping[str, str],
+        on_progress: Callable[[Progress], None] = lambda _: None,
+        spool_root: Path | None = None,
+    ) -> None:
+        self._store = store
+        self._metadata = dict(metadata)
+        self._on_progress = on_progress
+        self._spool_root = spool_root or Path.cwd()
+        self._tracking_error: str | None = None
+
+    def run(self, options: RunOptions, discovery: Discovery, level: Level, plans: list[Plan]) -> Invocation:
+        invocation_id = uuid.uuid4().hex
+        runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress)
+        outcomes = [self._run_plan(runner, plan, invocation_id) for plan in plans]
+        spool = self._spool(invocation_id, outcomes) if self._tracking_error else None
+        return Invocation(invocation_id, level, tuple(outcomes), discovery.errors, self._tracking_error, spool)
+
+    def _run_plan(self, runner: Runner, plan: Plan, invocation_id: str) -> SuiteOutcome:
+        shell = RunResult(plan.suite.name, plan.level.name, time.time(), time.time(), self._metadata, ())
+        parent_id = self._guard(lambda: self._store.start_invocation(shell, invocation_id)) if self._store else None
+        child_ids: dict[str, str] = {}
+
+        def log(bench: BenchmarkResult) -> None:
+            if self._store is None or parent_id is None or self._tracking_error:
+                return
+            logged = self._guard(lambda: self._store.log_benchmark(parent_id, shell, bench))  # type: ignore[union-attr]
+            if logged is not None:
+                child_ids[bench.name] = str(getattr(logged, "run_id", ""))
+
+        result = runner.run_plan(plan, self._metadata, on_result=log)
+        result = replace(result, started_at=shell.started_at)
+        if self._store is not None and parent_id is not None and not self._tracking_error:
+            self._guard(lambda: self._store.finish_invocation(parent_id, result))  # type: ignore[union-attr]
+        return SuiteOutcome(result, parent_id, child_ids)
+
+    def _guard(self, action: Callable[[], object]) -> object | None:
+        """Stop logging after the first store failure, but keep measuring."""
+        if self._tracking_error:
+            return None
+        try:
+            return action()
+        except TrackingError as exc:
+            self._tracking_error = str(exc)
+            return None
+
+    def _spool(self, invocation_id: str, outcomes: list[SuiteOutcome]) -> Path:
+        path = self._spool_root / SPOOL_FOLDER / f"{invocation_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps_results(o.result for o in outcomes), encoding="utf-8")
+        return path
