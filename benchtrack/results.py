@@ -31,6 +31,9 @@ GC_COLLECTED = "gc_collected"
 GC_UNCOLLECTABLE = "gc_uncollectable"
 
 
+TRACK_PREFIX = "track."
+
+
 def gc_generation_metric(generation: int) -> str:
     return f"gc_gen{generation}_collections"
 

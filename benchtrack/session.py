@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from benchtrack.config import Level, find_levels_file, load_levels, select_level
 from benchtrack.errors import TrackingError
@@ -21,6 +21,7 @@ from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
 
 SPOOL_FOLDER = Path(".benchtrack") / "unsaved"
+_T = TypeVar("_T")
 
 
 class Store(Protocol):
@@ -100,28 +101,28 @@ class Session:
 
     def _run_plan(self, runner: Runner, plan: Plan, invocation_id: str) -> SuiteOutcome:
         shell = RunResult(plan.suite.name, plan.level.name, time.time(), time.time(), self._metadata, ())
-        parent_id = self._guard(lambda: self._store.start_invocation(shell, invocation_id)) if self._store else None
+        store = self._store
+        parent_id = self._guard(lambda s: s.start_invocation(shell, invocation_id)) if store else None
         child_ids: dict[str, str] = {}
 
         def log(bench: BenchmarkResult) -> None:
-            if self._store is None or parent_id is None or self._tracking_error:
+            if parent_id is None:
                 return
-            logged = self._guard(lambda: self._store.log_benchmark(parent_id, shell, bench))  # type: ignore[union-attr]
+            logged = self._guard(lambda s: s.log_benchmark(parent_id, shell, bench))
             if logged is not None:
                 child_ids[bench.name] = str(getattr(logged, "run_id", ""))
 
-        result = runner.run_plan(plan, self._metadata, on_result=log)
-        result = replace(result, started_at=shell.started_at)
-        if self._store is not None and parent_id is not None and not self._tracking_error:
-            self._guard(lambda: self._store.finish_invocation(parent_id, result))  # type: ignore[union-attr]
+        result = replace(runner.run_plan(plan, self._metadata, on_result=log), started_at=shell.started_at)
+        if parent_id is not None:
+            self._guard(lambda s: s.finish_invocation(parent_id, result))
         return SuiteOutcome(result, parent_id, child_ids)
 
-    def _guard(self, action: Callable[[], object]) -> object | None:
+    def _guard(self, action: Callable[[Store], _T]) -> _T | None:
         """Stop logging after the first store failure, but keep measuring."""
-        if self._tracking_error:
+        if self._store is None or self._tracking_error:
             return None
         try:
-            return action()
+            return action(self._store)
         except TrackingError as exc:
             self._tracking_error = str(exc)
             return None

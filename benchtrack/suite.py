@@ -14,8 +14,10 @@ from typing import Any, Literal, TypeVar
 
 from benchtrack.errors import DiscoveryError, UsageError
 
-Kind = Literal["time", "memory"]
-KINDS: tuple[str, ...] = ("time", "memory")
+# time: calibrated loops, timed; memory: one call per sample, plus a separate tracemalloc call;
+# track: the function measures something itself and returns {metric: number} (asv's track_*).
+Kind = Literal["time", "memory", "track"]
+KINDS: tuple[str, ...] = ("time", "memory", "track")
 BENCH_FILE_GLOB = "bench_*.py"
 _SPEC_ATTRIBUTE = "__benchtrack__"
 
@@ -186,7 +188,8 @@ def discover(root: Path) -> Discovery:
         except BenchmarkLoadError as exc:
             errors.append(FileError(relative, str(exc)))
             continue
-        by_folder.setdefault(path.parent, []).append(BenchmarkFile(path, relative, specs))
+        if specs:  # a bench_*.py declaring no @benchmark adds nothing runnable
+            by_folder.setdefault(path.parent, []).append(BenchmarkFile(path, relative, specs))
     suites = tuple(
         Suite(_suite_name(root, folder), folder, tuple(files))
         for folder, files in sorted(by_folder.items())

@@ -44,9 +44,12 @@ class PeakProbeName(str, Enum):
 
 TrackingUriOption = Annotated[
     str | None,
-    typer.Option("--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db]."),
+    typer.Option("--tracking-uri",
+                 help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db]."),
 ]
-FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")
+]
 
 
 def maps_errors(command: F) -> F:
@@ -66,12 +69,20 @@ def maps_errors(command: F) -> F:
 @app.command("run")
 @maps_errors
 def run_command(
-    folder: Annotated[Path, typer.Argument(help="Folder with bench_*.py files (each sub-folder is a suite).")] = Path("experiments"),
-    level: Annotated[str, typer.Option("--level", "-l", help="Level from levels.toml: quick, comprehensive, nightly.")] = "quick",
-    benchmark: Annotated[list[str] | None, typer.Option("--benchmark", "-b", help="Run only this benchmark (repeatable).")] = None,
+    folder: Annotated[
+        Path, typer.Argument(help="Folder with bench_*.py files (each sub-folder is a suite).")
+    ] = Path("experiments"),
+    level: Annotated[
+        str, typer.Option("--level", "-l", help="Level from levels.toml: quick, comprehensive, nightly.")
+    ] = "quick",
+    benchmark: Annotated[
+        list[str] | None, typer.Option("--benchmark", "-b", help="Run only this benchmark (repeatable).")
+    ] = None,
     processes: Annotated[int | None, typer.Option(min=1, help="Override the level's worker processes per benchmark.")] = None,
     samples: Annotated[int | None, typer.Option(min=1, help="Override the level's samples per process.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the raw results (benchtrack.result/1 JSON) here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the raw results (benchtrack.result/1 JSON) here.")
+    ] = None,
     tracking_uri: TrackingUriOption = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Measure and report without logging to MLflow.")] = False,
     peak_probe: Annotated[PeakProbeName, typer.Option(help="How peak RSS is measured per sample.")] = PeakProbeName.auto,
@@ -96,8 +107,8 @@ def run_command(
     store = _open_store(uri) if uri else None
     metadata = collect_metadata(folder)
     stderr = Console(stderr=True)
-    for error in discovery.errors:
-        stderr.print(f"[red]benchtrack: error:[/] {error.relative}: {error.message}", highlight=False)
+    for error in discovery.errors if stderr.is_terminal else ():  # repeated in the summary; once is enough in logs
+        stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False, markup=False)
     total = sum(item.processes for plan in plans for item in plan.items)
     with _progress(stderr) as progress:
         task = progress.add_task("measuring", total=total)
@@ -111,7 +122,7 @@ def run_command(
     if output_format is OutputFormat.json:
         print_json(invocation_document(invocation, uri))
     else:
-        print_run_table(invocation, Console())
+        print_run_table(invocation, _stdout_console())
         if uri and invocation.tracking_error is None:
             stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False)
     raise typer.Exit(_run_exit_code(invocation, stderr))
@@ -119,13 +130,20 @@ def run_command(
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:
     for error in invocation.file_errors:
-        stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False)
+        stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False, markup=False, soft_wrap=True)
     if invocation.tracking_error:
         stderr.print(f"benchtrack: error: {invocation.tracking_error}; results kept in {invocation.spool_path}"
-                     f" (log them later with: benchtrack import {invocation.spool_path})", highlight=False)
+                     f" (log them later with: benchtrack import {invocation.spool_path})",
+                     highlight=False, markup=False, soft_wrap=True)
     if invocation.file_errors or invocation.tracking_error:
         return EXIT_USAGE
     return EXIT_FAILED if invocation.failed_benchmarks else EXIT_OK
+
+
+def _stdout_console() -> Console:
+    """Tables keep their columns when piped to a file or a CI log (rich would use 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def _progress(console: Console) -> Progress:
@@ -160,7 +178,7 @@ def list_command(
 
         print_json(document)
     else:
-        print_listing(document, Console(), Console(stderr=True))
+        print_listing(document, _stdout_console(), Console(stderr=True))
     raise typer.Exit(EXIT_USAGE if document["file_errors"] else EXIT_OK)
 
 
@@ -181,7 +199,7 @@ def check_command(
     if output_format is OutputFormat.json:
         print_json(document)
     else:
-        print_checks(document, Console())
+        print_checks(document, _stdout_console())
     raise typer.Exit(EXIT_OK if document["ok"] else EXIT_USAGE)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchtrack.config import find_levels_file, load_levels, select_level
@@ -45,8 +46,8 @@ def print_listing(document: dict[str, Any], console: Console, stderr: Console) -
         table.add_column(column)
     for bench in document["benchmarks"]:
         params = ", ".join(f"{k}={v}" for k, v in bench["params"].items())
-        table.add_row(bench["suite"], bench["name"], bench["kind"], params, ", ".join(bench["tags"]),
-                      ", ".join(bench["levels"]), bench["file"])
+        table.add_row(*(escape(cell) for cell in (bench["suite"], bench["name"], bench["kind"], params,
+                      ", ".join(bench["tags"]), ", ".join(bench["levels"]), bench["file"])))
     console.print(table)
     for error in document["file_errors"]:
-        stderr.print(f"benchtrack: error: {error['file']}: {error['error']}", highlight=False)
+        stderr.print(f"benchtrack: error: {error['file']}: {error['error']}", highlight=False, markup=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchtrack import results as r
@@ -72,7 +73,7 @@ def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dic
             "parent_run_id": outcome.parent_run_id,
             "benchmarks": benchmarks,
         })
-    total = sum(len(s["benchmarks"]) for s in suites)
+    total = sum(len(outcome.result.benchmarks) for outcome in invocation.suites)
     return {
         "schema": RUN_SCHEMA,
         "invocation": invocation.invocation_id,
@@ -98,23 +99,23 @@ def print_run_table(invocation: Invocation, console: Console) -> None:
     table = Table(title=f"benchtrack run - level {invocation.level.name}", show_lines=False)
     for column, justify in (
         ("suite", "left"), ("benchmark", "left"), ("median", "right"), ("IQR", "right"),
-        ("min", "right"), ("proc CV", "right"), ("n", "right"), ("peak RSS", "right"),
+        ("min", "right"), ("proc CV", "right"), ("samples x procs", "right"), ("peak RSS", "right"),
         ("GC pause/op", "right"), ("status", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for outcome in invocation.suites:
         for bench in outcome.result.benchmarks:
-            table.add_row(outcome.result.suite, bench.name, *_row_cells(bench))
+            table.add_row(escape(outcome.result.suite), escape(bench.name), *_row_cells(bench))
     console.print(table)
 
 
 def _row_cells(bench: BenchmarkResult) -> list[str]:
-    status = "[green]ok[/]" if bench.ok else f"[red]failed[/]: {bench.error}"
+    status = "[green]ok[/]" if bench.ok else f"[red]failed[/]: {escape(bench.error or '')}"
     missed = [c for c in check_targets(bench) if not c.met]
     if missed:
-        status += " [yellow]target missed: " + ", ".join(
+        status += " [yellow]target missed: " + escape(", ".join(
             f"{c.target} {'n/a' if c.value is None else f'{c.value:.3g}'} > {c.limit:g}" for c in missed
-        ) + "[/]"
+        )) + "[/]"
     if not bench.samples:
         return ["-", "-", "-", "-", "0", "-", "-", status]
     wall = summarize(bench.series(r.WALL))
@@ -127,7 +128,7 @@ def _row_cells(bench: BenchmarkResult) -> list[str]:
         format_seconds(wall.iqr),
         format_seconds(wall.min),
         f"{between_process_cv(bench.series(r.WALL), processes):.1%}",
-        f"{len(bench.samples)}x{bench.process_count}p" if bench.process_count else "0",
+        f"{len(bench.samples) // max(bench.process_count, 1)}x{bench.process_count}",
         peak_text,
         format_seconds(summarize(bench.series(r.GC_PAUSE)).mean),
         status,

@@ -77,7 +77,7 @@ def _run_git(path: Path, *args: str) -> str | None:
         return None
     env = {k: v for k, v in os.environ.items() if k not in _GIT_REDIRECTING_ENV}
     try:
-        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        done = subprocess.run(
             [git, *args],
             cwd=path,
             env=env,
@@ -163,7 +163,7 @@ def _benchtrack_version() -> str:
         return UNKNOWN
 
 
-def _bool_tag(value: bool | None) -> str:  # noqa: FBT001 - a value to format, not a flag
+def _bool_tag(value: bool | None) -> str:
     return UNKNOWN if value is None else str(value).lower()
 
 

@@ -4,6 +4,7 @@ measured rather than hidden; the first process calibrates the loop count the oth
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -160,10 +161,8 @@ def _run_with_timeout(command: list[str], timeout: float, environment: Mapping[s
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.communicate()
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import math
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,18 @@ class SampleTaker:
         self.peak.start()
         wall_ns, cpu_ns = time_loops(self.call, loops)
         peak = self.peak.stop()
-        values = self._common(loops, wall_ns, cpu_ns, rss_before, peak)
+        return self._common(loops, wall_ns, cpu_ns, rss_before, peak)
+
+    def track(self) -> dict[str, float]:
+        """One call whose returned {name: number} is recorded beside the usual probes."""
+        self.gc_probe.reset()
+        rss_before = current_rss()
+        self.peak.start()
+        wall0, cpu0 = time.perf_counter_ns(), time.process_time_ns()
+        reported = self.call()
+        wall_ns, cpu_ns = time.perf_counter_ns() - wall0, time.process_time_ns() - cpu0
+        values = self._common(1, wall_ns, cpu_ns, rss_before, self.peak.stop())
+        values.update(tracked_values(reported))
         return values
 
     def memory(self) -> dict[str, float]:
@@ -135,6 +147,18 @@ class SampleTaker:
         return values
 
 
+def tracked_values(reported: object) -> dict[str, float]:
+    if not isinstance(reported, Mapping) or not reported:
+        raise TypeError(f"a track benchmark must return a non-empty {{name: number}} mapping, got {type(reported).__name__}")
+    values = {}
+    for name, value in reported.items():
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"track metric {name!r} is not finite ({value})")
+        values[r.TRACK_PREFIX + str(name)] = number
+    return values
+
+
 def run_worker(request: WorkerRequest) -> WorkerReply:
     instance = find_instance(Path(request.file), request.name)
     peak = make_peak_probe(request.peak_probe)
@@ -146,9 +170,9 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
         try:
             with GcProbe() as gc_probe:
                 taker = SampleTaker(call, peak, gc_probe, request.uss or instance.spec.uss)
-                if instance.spec.kind == "memory":
+                if instance.spec.kind in ("memory", "track"):
                     loops = 1
-                    take = taker.memory
+                    take = taker.memory if instance.spec.kind == "memory" else taker.track
                 else:
                     loops = request.loops or calibrate_loops(call, request.min_sample_time)
                     take = functools.partial(taker.timed, loops)

@@ -69,7 +69,10 @@ class MlflowStore:
             with self._schema_lock():
                 self._client = MlflowClient(tracking_uri=uri)
                 self._client.search_experiments(max_results=1)
+                if self._db_path is not None:
+                    _use_write_ahead_log(self._db_path)
         self._writer = _make_metric_writer(self._client)
+        self._experiments: dict[str, str] = {}
 
     @contextlib.contextmanager
     def _schema_lock(self) -> Iterator[None]:
@@ -95,6 +98,11 @@ class MlflowStore:
         return isinstance(self._writer, _SqlBulkWriter)
 
     def experiment_id(self, suite: str) -> str:
+        if suite not in self._experiments:
+            self._experiments[suite] = self._find_or_create_experiment(suite)
+        return self._experiments[suite]
+
+    def _find_or_create_experiment(self, suite: str) -> str:
         name = EXPERIMENT_PREFIX + suite
         with _translate_errors(f"cannot create experiment {name!r}"):
             existing = self._client.get_experiment_by_name(name)
@@ -161,7 +169,7 @@ class MlflowStore:
             self._writer.write(run_id, points + summary_points)
             self._client.log_batch(run_id, params=_params(bench, run))
             document = run_result_to_dict(_single_benchmark_result(run, bench))
-            self._client.log_text(run_id, json.dumps(document, indent=1, allow_nan=False), RESULT_ARTIFACT)
+            _write_artifact(child.info.artifact_uri, json.dumps(document, separators=(",", ":"), allow_nan=False))
             self._client.set_terminated(run_id, "FINISHED" if bench.ok else "FAILED")
         return LoggedBenchmark(bench.name, run_id, len(points) + len(summary_points))
 
@@ -189,6 +197,18 @@ class MlflowStore:
 
 
 Point = tuple[str, float, int, int]
+
+
+def _write_artifact(artifact_uri: str, text: str) -> None:
+    """Straight to the run's artifact repository: MlflowClient.log_text would first fetch the
+    whole run again just to learn the artifact URI we already hold."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    folder, name = RESULT_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory(prefix="benchtrack-artifact-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text, encoding="utf-8")
+        get_artifact_repository(artifact_uri).log_artifact(str(path), folder)
 
 
 def sample_points(bench: BenchmarkResult, timestamp_ms: int) -> list[Point]:
@@ -318,10 +338,23 @@ def _unique_rows(run_id: str, points: Sequence[Point]) -> list[dict[str, Any]]:
 
 
 def _make_metric_writer(client: Any) -> _BatchWriter | _SqlBulkWriter:
-    store = client._tracking_client.store  # noqa: SLF001 - no public accessor for the backend store
+    store = client._tracking_client.store
     if _SqlBulkWriter.supports(store):
         return _SqlBulkWriter(store)
     return _BatchWriter(client)
+
+
+def _use_write_ahead_log(db_path: Path) -> None:
+    """WAL lets `benchtrack ui` read while a run writes and makes each commit cheaper; the
+    mode is stored in the database file, so it is set once."""
+    import sqlite3
+
+    connection = sqlite3.connect(db_path, timeout=30)
+    try:
+        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            connection.execute("PRAGMA journal_mode=WAL").fetchall()
+    finally:
+        connection.close()
 
 
 def _check_sqlite_location(db_path: Path) -> None:
@@ -341,7 +374,7 @@ def _translate_errors(what: str) -> Iterator[None]:
         yield
     except TrackingError:
         raise
-    except Exception as exc:  # noqa: BLE001 - mlflow, sqlalchemy and requests raise many types
+    except Exception as exc:
         raise TrackingError(f"{what}: {_first_line(exc)}") from exc
 
 
