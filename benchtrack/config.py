@@ -1,7 +1,9 @@
 """Level configuration (quick / comprehensive / nightly), loaded from a TOML file and validated.
 
 History of ``benchtrack.levels``:
-  1 - processes, samples, warmups, min_sample_time, timeout, tag filters.
+  1 - processes, samples, warmups, min_sample_time, timeout, tag filters; later in version 1
+      (optional keys, older files stay valid): fail_on, promote, thresholds per level and per
+      benchmark, [baseline] branch and alpha.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from benchtrack.analysis.compare import DEFAULT_THRESHOLDS, SEVERITIES, Thresholds
 from benchtrack.errors import ConfigError, UsageError
 
 LEVELS_SCHEMA = "benchtrack.levels/1"
@@ -31,6 +34,14 @@ class Level:
     timeout: float = 300.0
     tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
+    fail_on: str = "major"  # lowest regression severity that fails the run; "none" never fails
+    promote: bool = True  # promote improved runs on the baseline branch to new baselines
+    thresholds: Mapping[str, Thresholds] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+
+    def fails(self, severity: str) -> bool:
+        if self.fail_on == "none" or severity == "none":
+            return False
+        return SEVERITIES.index(severity) >= SEVERITIES.index(self.fail_on)
 
     def selects(self, benchmark_tags: tuple[str, ...], benchmark_levels: tuple[str, ...]) -> bool:
         if benchmark_levels and self.name not in benchmark_levels:
@@ -41,10 +52,27 @@ class Level:
 
 
 DEFAULT_LEVELS: Mapping[str, Level] = {
-    "quick": Level("quick", processes=2, samples=5, warmups=1, timeout=120.0),
+    "quick": Level("quick", processes=2, samples=5, warmups=1, timeout=120.0, fail_on="critical"),
     "comprehensive": Level("comprehensive", processes=5, samples=10, warmups=2, timeout=600.0),
     "nightly": Level("nightly", processes=10, samples=20, warmups=3, timeout=1800.0),
 }
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything levels.toml says: levels, per-benchmark thresholds and the baseline policy."""
+
+    levels: Mapping[str, Level]
+    benchmark_thresholds: Mapping[str, Mapping[str, Thresholds]] = field(default_factory=dict)
+    baseline_branch: str = "main"
+    alpha: float = 0.01
+
+    def thresholds_for(self, level: Level, benchmark: str, base_name: str) -> dict[str, Thresholds]:
+        """Defaults, then the level's, then the benchmark's (by full name, else base name)."""
+        merged = dict(level.thresholds)
+        merged.update(self.benchmark_thresholds.get(base_name, {}))
+        merged.update(self.benchmark_thresholds.get(benchmark, {}))
+        return merged
 
 
 def find_levels_file(folder: Path) -> Path | None:
@@ -59,8 +87,39 @@ def find_levels_file(folder: Path) -> Path | None:
 
 
 def load_levels(path: Path | None) -> dict[str, Level]:
+    return dict(load_config(path).levels)
+
+
+def load_config(path: Path | None) -> Config:
     if path is None:
-        return dict(DEFAULT_LEVELS)
+        return Config(dict(DEFAULT_LEVELS))
+    data = _read_toml(path)
+    levels = data.get("levels")
+    if not isinstance(levels, dict) or not levels:
+        raise ConfigError(f"{path}: no [levels.<name>] tables")
+    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown))}")
+    defaults = {**DEFAULT_THRESHOLDS, **_parse_thresholds(path, "thresholds", data.get("thresholds", {}))}
+    benchmarks = data.get("benchmarks", {})
+    if not isinstance(benchmarks, dict):
+        raise ConfigError(f"{path}: [benchmarks] must be a table of benchmark names")
+    per_benchmark = {
+        str(name): _parse_thresholds(
+            path, f"benchmarks.{name}.thresholds", _table(path, f"benchmarks.{name}", table).get("thresholds", {})
+        )
+        for name, table in benchmarks.items()
+    }
+    baseline = _table(path, "baseline", data.get("baseline", {}))
+    return Config(
+        levels={name: _parse_level(path, name, table, defaults) for name, table in levels.items()},
+        benchmark_thresholds=per_benchmark,
+        baseline_branch=_string(path, "baseline.branch", baseline.get("branch", "main")),
+        alpha=_bounded_number(path, "baseline.alpha", baseline.get("alpha", 0.01), 1e-6, 0.5),
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -69,10 +128,7 @@ def load_levels(path: Path | None) -> dict[str, Level]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     if data.get("schema") != LEVELS_SCHEMA:
         raise ConfigError(f'{path}: expected schema = "{LEVELS_SCHEMA}", got {data.get("schema")!r}')
-    levels = data.get("levels")
-    if not isinstance(levels, dict) or not levels:
-        raise ConfigError(f"{path}: no [levels.<name>] tables")
-    return {name: _parse_level(path, name, table) for name, table in levels.items()}
+    return data
 
 
 def select_level(levels: Mapping[str, Level], name: str) -> Level:
@@ -92,7 +148,7 @@ _NUMBER_BOUNDS: Mapping[str, tuple[float, float]] = {
 }
 
 
-def _parse_level(path: Path, name: str, table: Any) -> Level:
+def _parse_level(path: Path, name: str, table: Any, default_thresholds: Mapping[str, Thresholds]) -> Level:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [levels.{name}] must be a table")
     known = {f.name for f in fields(Level)} - {"name"}
@@ -102,19 +158,68 @@ def _parse_level(path: Path, name: str, table: Any) -> Level:
     values: dict[str, Any] = {}
     for key, (low, high) in _NUMBER_BOUNDS.items():
         if key in table:
-            values[key] = _bounded_number(path, name, key, table[key], low, high)
+            values[key] = _bounded_number(path, f"levels.{name}.{key}", table[key], low, high,
+                                          integer=key in ("processes", "samples", "warmups"))
     for key in ("tags", "exclude_tags"):
         if key in table:
             values[key] = _string_list(path, name, key, table[key])
+    if "fail_on" in table:
+        values["fail_on"] = _choice(path, f"levels.{name}.fail_on", table["fail_on"], SEVERITIES)
+    if "promote" in table:
+        if not isinstance(table["promote"], bool):
+            raise ConfigError(f"{path}: levels.{name}.promote must be true or false")
+        values["promote"] = table["promote"]
+    level_thresholds = _parse_thresholds(path, f"levels.{name}.thresholds", table.get("thresholds", {}))
+    values["thresholds"] = {**default_thresholds, **level_thresholds}
     return Level(name=name, **values)
 
 
-def _bounded_number(path: Path, level: str, key: str, value: Any, low: float, high: float) -> Any:
-    integer = key in ("processes", "samples", "warmups")
+_FAMILIES = {"time": "relative", "gc": "relative", "memory_mb": "absolute"}
+
+
+def _parse_thresholds(path: Path, where: str, table: Any) -> dict[str, Thresholds]:
+    """{"time": {minor, major, critical}, "gc": ..., "memory_mb": ...} -> Thresholds by family."""
+    table = _table(path, where, table)
+    parsed = {}
+    for family, value in table.items():
+        if family not in _FAMILIES:
+            raise ConfigError(f"{path}: {where}.{family} is not one of {', '.join(_FAMILIES)}")
+        bounds = _table(path, f"{where}.{family}", value)
+        if set(bounds) != {"minor", "major", "critical"}:
+            raise ConfigError(f"{path}: {where}.{family} needs exactly minor, major and critical")
+        minor, major, critical = (
+            _bounded_number(path, f"{where}.{family}.{key}", bounds[key], 0.0, 1e9) for key in ("minor", "major", "critical")
+        )
+        if not minor <= major <= critical:
+            raise ConfigError(f"{path}: {where}.{family} must satisfy minor <= major <= critical")
+        key = "memory" if family == "memory_mb" else family
+        parsed[key] = Thresholds(minor, major, critical, scale=_FAMILIES[family])  # type: ignore[arg-type]
+    return parsed
+
+
+def _table(path: Path, where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table")
+    return value
+
+
+def _string(path: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: {where} must be a non-empty string")
+    return value
+
+
+def _choice(path: Path, where: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{path}: {where} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _bounded_number(path: Path, label: str, value: Any, low: float, high: float, integer: bool = False) -> Any:
     valid_type = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not valid_type or not math.isfinite(value) or not low <= value <= high:
         kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{path}: levels.{level}.{key} must be {kind} in [{low:g}, {high:g}], got {value!r}")
+        raise ConfigError(f"{path}: {label} must be {kind} in [{low:g}, {high:g}], got {value!r}")
     return int(value) if integer else float(value)
 
 

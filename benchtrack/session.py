@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from benchtrack.config import Level, find_levels_file, load_levels, select_level
+from benchtrack.config import Config, Level, find_levels_file, load_config, select_level
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, dumps_results
 from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
@@ -65,17 +65,18 @@ class RunOptions:
     peak_probe: str = "auto"
 
 
-def prepare(options: RunOptions) -> tuple[Discovery, Level, list[Plan]]:
+def prepare(options: RunOptions) -> tuple[Discovery, Config, Level, list[Plan]]:
     """Everything that can fail on bad input, done before anything is measured."""
     discovery = discover(options.folder)
-    level = select_level(load_levels(find_levels_file(options.folder)), options.level)
+    config = load_config(find_levels_file(options.folder))
+    level = select_level(config.levels, options.level)
     level = replace(
         level,
         processes=options.processes or level.processes,
         samples=options.samples or level.samples,
     )
     plans = [make_plan(suite, level, options.only) for suite in discovery.suites]
-    return discovery, level, [p for p in plans if p.items]
+    return discovery, config, level, [p for p in plans if p.items]
 
 
 class Session:

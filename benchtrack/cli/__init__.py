@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -86,13 +87,19 @@ def run_command(
     tracking_uri: TrackingUriOption = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Measure and report without logging to MLflow.")] = False,
     peak_probe: Annotated[PeakProbeName, typer.Option(help="How peak RSS is measured per sample.")] = PeakProbeName.auto,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Compare with this baseline snapshot (baselines/*.json), not the store's.")
+    ] = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Run a benchmark folder at a level and log every run to MLflow.
+    """Run a benchmark folder at a level, log every run to MLflow, and judge it against its baselines.
+
+    Exit 1 when a regression reaches the level's fail_on (or a benchmark failed).
 
     Example: benchtrack run experiments/ --level quick
     """
     from benchtrack.cli.render import invocation_document, print_json, print_run_table
+    from benchtrack.cli.verdict_render import compare_document, print_verdicts
     from benchtrack.probes.environment import collect_metadata
     from benchtrack.results import dumps_results
     from benchtrack.session import RunOptions, Session, prepare
@@ -100,7 +107,8 @@ def run_command(
 
     options = RunOptions(folder=folder, level=level, only=tuple(benchmark or ()), processes=processes,
                          samples=samples, peak_probe=peak_probe.value)
-    discovery, chosen_level, plans = prepare(options)
+    discovery, config, chosen_level, plans = prepare(options)
+    snapshot = _load_snapshot(baseline) if baseline else None
     if options.only and not plans:
         raise BenchtrackError(f"no benchmark named {', '.join(options.only)} at level {level!r}")
     uri = None if no_track else resolve_tracking_uri(tracking_uri)
@@ -119,13 +127,45 @@ def run_command(
         invocation = Session(store, metadata, on_progress=advance).run(options, discovery, chosen_level, plans)
     if output is not None:
         output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
+    judgements = _judge(invocation, config, chosen_level, store, snapshot)
     if output_format is OutputFormat.json:
-        print_json(invocation_document(invocation, uri))
+        document = invocation_document(invocation, uri)
+        document["verdicts"] = {j.suite: compare_document(j.report, chosen_level, j.baseline_source, "this run", j.promotions)
+                                for j in judgements}
+        print_json(document)
     else:
-        print_run_table(invocation, _stdout_console())
+        console = _stdout_console()
+        print_run_table(invocation, console)
+        for judgement in judgements:
+            title = f"{judgement.suite}: against {judgement.baseline_source}" if judgement.report.comparisons \
+                else f"{judgement.suite}: no baseline yet"
+            print_verdicts(judgement.report, chosen_level, console, title, judgement.promotions)
         if uri and invocation.tracking_error is None:
-            stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False)
-    raise typer.Exit(_run_exit_code(invocation, stderr))
+            stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False, markup=False, soft_wrap=True)
+    code = _run_exit_code(invocation, stderr)
+    if code == EXIT_OK and any(j.report.failing(chosen_level) for j in judgements):
+        code = EXIT_FAILED
+    raise typer.Exit(code)
+
+
+def _load_snapshot(path: Path) -> Any:
+    from benchtrack.baseline_snapshot import load_snapshot
+
+    return load_snapshot(path)
+
+
+def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshot: Any) -> list[Any]:
+    """Verdicts against the current baselines (or a snapshot); skipped when the store failed."""
+    from benchtrack.judging import judge
+
+    if invocation.tracking_error:
+        return []
+    registry = None
+    if store is not None:
+        from benchtrack.tracking.baselines import BaselineRegistry
+
+        registry = BaselineRegistry(store)
+    return judge(invocation, config, level, store, registry, snapshot)
 
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:
@@ -236,22 +276,33 @@ def ui_command(
 @app.command("import")
 @maps_errors
 def import_command(
-    file: Annotated[Path, typer.Argument(help="A benchtrack.result/1 JSON file (e.g. one left in .benchtrack/unsaved/).")],
+    file: Annotated[Path, typer.Argument(help="A benchtrack, pytest-benchmark (--benchmark-json) or pyperf result file.")],
+    fingerprint: Annotated[
+        str | None,
+        typer.Option("--fingerprint", help="Machine fingerprint to file foreign results under [default: this machine]."),
+    ] = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Log a saved result file to the tracking store.
+    """Log a result file to the tracking store: a run kept in .benchtrack/unsaved/, or pytest-benchmark
+    and pyperf results to migrate their history.
 
-    Example: benchtrack import .benchtrack/unsaved/<invocation>.json
+    Example: benchtrack import .benchmarks/Linux-CPython-3.11-64bit/0001_abc.json
     """
     import uuid
 
-    from benchtrack.results import load_results_file
+    from benchtrack.operands import load_result_file
+    from benchtrack.probes.environment import machine_fingerprint
     from benchtrack.tracking.uri import resolve_tracking_uri
 
-    runs = load_results_file(file)
+    runs = load_result_file(file)
     store = _open_store(resolve_tracking_uri(tracking_uri))
     invocation = uuid.uuid4().hex
-    for run in runs:
+    for loaded in runs:
+        run = loaded
+        if "benchtrack.machine.fingerprint" not in run.metadata:
+            # Foreign tools record no fingerprint; imported history is filed under this machine
+            # (or the one named) so baselines and comparisons can find it.
+            run = replace(run, metadata={**run.metadata, "benchtrack.machine.fingerprint": fingerprint or machine_fingerprint()})
         parent = store.start_invocation(run, invocation)
         for bench in run.benchmarks:
             store.log_benchmark(parent, run, bench)
@@ -262,3 +313,7 @@ def import_command(
 
 def main() -> None:
     app(prog_name="benchtrack")
+
+
+# Command modules register themselves on `app`; imported last because they import from here.
+from benchtrack.cli import compare_cmd  # noqa: E402, F401

@@ -107,6 +107,31 @@ def print_run_table(invocation: Invocation, console: Console) -> None:
         for bench in outcome.result.benchmarks:
             table.add_row(escape(outcome.result.suite), escape(bench.name), *_row_cells(bench))
     console.print(table)
+    tracked = [b for s in invocation.suites for b in s.result.benchmarks if b.ok and b.kind == "track"]
+    if tracked:
+        console.print(_tracked_table(tracked))
+
+
+def _tracked_table(benches: list[BenchmarkResult]) -> Table:
+    """Values that track benchmarks measured and returned themselves (median over samples)."""
+    table = Table(title="tracked values (median of samples)")
+    for column, justify in (("benchmark", "left"), ("metric", "left"), ("median", "right"),
+                            ("min", "right"), ("max", "right"), ("target", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for bench in benches:
+        checks = {c.target: c for c in check_targets(bench)}
+        for metric in bench.metric_names():
+            if not metric.startswith(r.TRACK_PREFIX):
+                continue
+            stats = summarize(bench.series(metric))
+            target = ""
+            for statistic in ("median", "mean", "max", "p95", "min"):
+                check = checks.get(f"{metric}.{statistic}")
+                if check:
+                    target = f"{statistic} <= {check.limit:g}: " + ("[green]met[/]" if check.met else "[red]missed[/]")
+            table.add_row(escape(bench.name), escape(metric.removeprefix(r.TRACK_PREFIX)), f"{stats.median:.4g}",
+                          f"{stats.min:.4g}", f"{stats.max:.4g}", target)
+    return table
 
 
 def _row_cells(bench: BenchmarkResult) -> list[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchtrack.analysis.features import HistoryRun, history_metrics
 from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, run_result_to_dict
@@ -196,6 +197,102 @@ class MlflowStore:
         return run_result_from_dict(json.loads(text))
 
 
+    # Reading runs back: comparisons, history and git-ref resolution.
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        with _translate_errors(f"cannot read run {run_id}"):
+            try:
+                run = self._client.get_run(run_id)
+            except Exception as exc:
+                if "RESOURCE_DOES_NOT_EXIST" in str(exc) or "not found" in str(exc).lower():
+                    raise TrackingError(f"unknown run id {run_id!r} in the tracking store") from None
+                raise
+        return dict(run.data.tags)
+
+    def load_run(self, run_id: str) -> RunResult:
+        """A benchmark child run, or every benchmark of an invocation's parent run."""
+        tags = self.run_tags(run_id)
+        kind = tags.get("benchtrack.type")
+        if kind == "benchmark":
+            return self.load_benchmark_result(run_id)
+        if kind != "invocation":
+            raise TrackingError(f"run {run_id} is not a benchtrack run")
+        children = self.child_run_ids(run_id)
+        benches = [self.load_benchmark_result(child).benchmarks[0] for child in children]
+        if not benches:
+            raise TrackingError(f"run {run_id} has no benchmark runs")
+        first = self.load_benchmark_result(children[0])
+        return RunResult(first.suite, first.level, first.started_at, first.finished_at, first.metadata,
+                         tuple(sorted(benches, key=lambda b: b.name)))
+
+    def child_run_ids(self, parent_run_id: str) -> list[str]:
+        tags = self.run_tags(parent_run_id)
+        children = self._search(
+            [self.experiment_id(tags.get("benchtrack.suite", ""))],
+            f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`benchtrack.type` = 'benchmark'",
+        )
+        return [str(c.info.run_id) for c in children]
+
+    def newest_invocation(self, commit: str, fingerprint: str) -> str | None:
+        """The newest parent run measured at this commit on this machine fingerprint."""
+        experiments = self._benchtrack_experiments()
+        if not experiments:
+            return None
+        runs = self._search(
+            experiments,
+            f"tags.`benchtrack.type` = 'invocation' and tags.`mlflow.source.git.commit` = '{commit}' "
+            f"and tags.`benchtrack.machine.fingerprint` = '{fingerprint}'",
+            max_results=1,
+        )
+        return str(runs[0].info.run_id) if runs else None
+
+    def history(self, suite: str, branch: str, fingerprint: str, exclude: frozenset[str] = frozenset(),
+                per_benchmark: int = 30) -> dict[str, list[HistoryRun]]:
+        """Earlier successful runs of every benchmark of a suite on this branch and machine,
+        newest first, in one query: their history.* and anomaly.* summary metrics. ``exclude``
+        holds run ids; a benchmark run is left out when it or its parent is excluded."""
+        name = EXPERIMENT_PREFIX + suite
+        with _translate_errors(f"cannot read the history of {name}"):
+            experiment = self._client.get_experiment_by_name(name)
+        if experiment is None:
+            return {}
+        from benchtrack.tracking.baselines import quote_value
+
+        wanted = {"benchtrack.git.branch": branch, "benchtrack.machine.fingerprint": fingerprint}
+        conditions = ["tags.`benchtrack.type` = 'benchmark'", "tags.`benchtrack.status` = 'ok'"]
+        conditions += [f"tags.`{k}` = {quote_value(v)}" for k, v in wanted.items() if quote_value(v) is not None]
+        runs = self._search([str(experiment.experiment_id)], " and ".join(conditions), max_results=5000)
+        history: dict[str, list[HistoryRun]] = {}
+        for run in runs:
+            benchmark = run.data.tags.get("benchtrack.benchmark", "")
+            if any(run.data.tags.get(k) != v for k, v in wanted.items()):
+                continue  # values MLflow's filter syntax cannot quote are checked here
+            excluded = run.info.run_id in exclude or run.data.tags.get("mlflow.parentRunId") in exclude
+            if excluded or len(history.get(benchmark, [])) >= per_benchmark:
+                continue
+            metrics = {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}
+            processes = int(run.data.metrics.get("processes", 1))
+            history.setdefault(benchmark, []).append(HistoryRun(run.info.run_id, metrics, processes))
+        return history
+
+    def _benchtrack_experiments(self) -> list[str]:
+        with _translate_errors("cannot list experiments"):
+            experiments = self._client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
+        return [str(e.experiment_id) for e in experiments if not e.name.startswith(EXPERIMENT_PREFIX + "_")]
+
+    def _search(self, experiment_ids: list[str], filter_string: str, max_results: int = 1000) -> list[Any]:
+        with _translate_errors("cannot search runs"):
+            runs: list[Any] = []
+            token = None
+            while True:
+                page = self._client.search_runs(experiment_ids, filter_string, max_results=min(max_results, 1000),
+                                                order_by=["attributes.start_time DESC"], page_token=token)
+                runs.extend(page)
+                token = page.token
+                if not token or len(runs) >= max_results:
+                    return runs[:max_results]
+
+
 Point = tuple[str, float, int, int]
 
 
@@ -230,6 +327,8 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
         metrics[f"{name}.between_process_cv"] = between_process_cv(series, processes)
     metrics["samples"] = float(len(bench.samples))
     metrics["processes"] = float(bench.process_count)
+    if bench.ok and bench.samples:
+        metrics.update(history_metrics(bench))
     return metrics
 
 

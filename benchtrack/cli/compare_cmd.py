@@ -1,0 +1,294 @@
+"""`benchtrack compare` and the `benchtrack baseline` commands."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from benchtrack.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    FormatOption,
+    OutputFormat,
+    TrackingUriOption,
+    _open_store,
+    _stdout_console,
+    app,
+    maps_errors,
+)
+from benchtrack.errors import UsageError
+
+baseline_app = typer.Typer(help="Show, promote, list and export baselines.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+LevelsOption = Annotated[
+    Path | None, typer.Option("--levels", help="levels.toml with thresholds [default: experiments/levels.toml if present].")
+]
+
+
+def _config(levels_file: Path | None) -> Any:
+    from benchtrack.config import load_config
+
+    if levels_file is not None and not levels_file.is_file():
+        raise UsageError(f"no such levels file: {levels_file}")
+    default = Path("experiments") / "levels.toml"
+    return load_config(levels_file or (default if default.is_file() else None))
+
+
+class _LazyStore:
+    """Opened only when an operand needs it: comparing two files never imports mlflow."""
+
+    def __init__(self, tracking_uri: str | None) -> None:
+        self._uri = tracking_uri
+        self.store: Any = None
+
+    def __call__(self) -> Any:
+        if self.store is None:
+            from benchtrack.tracking.uri import resolve_tracking_uri
+
+            self.store = _open_store(resolve_tracking_uri(self._uri))
+        return self.store
+
+
+@app.command("compare")
+@maps_errors
+def compare_command(
+    baseline: Annotated[str, typer.Argument(help="Baseline: a result file, an MLflow run id or a git ref.")],
+    candidate: Annotated[str, typer.Argument(help="Candidate: a result file, an MLflow run id or a git ref.")],
+    level: Annotated[str, typer.Option("--level", "-l", help="Level whose thresholds and fail_on apply.")] = "comprehensive",
+    fail_on: Annotated[
+        str | None, typer.Option("--fail-on", help="Exit 1 at this severity or above: minor, major, critical, none.")
+    ] = None,
+    benchmark: Annotated[list[str] | None, typer.Option("--benchmark", "-b", help="Compare only this benchmark.")] = None,
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Skip benchmarks present on one side only instead of failing.")
+    ] = False,
+    levels_file: LevelsOption = None,
+    tracking_uri: TrackingUriOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Compare two runs: files (benchtrack, pytest-benchmark, pyperf, baseline snapshots), run ids or git refs.
+
+    Example: benchtrack compare main HEAD --fail-on major
+    """
+    from benchtrack.cli.render import print_json
+    from benchtrack.cli.verdict_render import compare_document, print_verdicts
+    from benchtrack.config import select_level
+    from benchtrack.operands import resolve
+    from benchtrack.probes.environment import machine_fingerprint
+    from benchtrack.verdicts import compare_results
+
+    config = _config(levels_file)
+    chosen = select_level(config.levels, level)
+    if fail_on is not None:
+        if fail_on not in ("minor", "major", "critical", "none"):
+            raise UsageError(f"--fail-on must be minor, major, critical or none, got {fail_on!r}")
+        chosen = replace(chosen, fail_on=fail_on)
+    lazy = _LazyStore(tracking_uri)
+    fingerprint = machine_fingerprint()
+    left = resolve(baseline, lazy, fingerprint, Path.cwd())
+    right = resolve(candidate, lazy, fingerprint, Path.cwd())
+    base, cand = _select(left.benchmarks(), right.benchmarks(), tuple(benchmark or ()), allow_missing, baseline, candidate)
+    history = _history(lazy, right) if lazy.store is not None else {}
+    report = compare_results(base, cand, config, chosen, history)
+    if output_format is OutputFormat.json:
+        print_json(compare_document(report, chosen, baseline, candidate))
+    else:
+        print_verdicts(report, chosen, _stdout_console(), f"{baseline} -> {candidate}")
+    raise typer.Exit(EXIT_FAILED if report.failing(chosen) else EXIT_OK)
+
+
+def _select(base: dict[str, Any], cand: dict[str, Any], only: tuple[str, ...], allow_missing: bool,
+            base_text: str, cand_text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if only:
+        for name in only:
+            for side, text in ((base, base_text), (cand, cand_text)):
+                if name not in side:
+                    raise UsageError(f"benchmark {name!r} is missing from {text}")
+        base = {k: v for k, v in base.items() if k in only}
+        cand = {k: v for k, v in cand.items() if k in only}
+    missing = sorted(set(base) ^ set(cand))
+    if missing and not allow_missing:
+        where = ", ".join(f"{name} (only in {base_text if name in base else cand_text})" for name in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise UsageError(f"benchmarks missing on one side: {where}{more} (use --allow-missing to skip them)")
+    if not set(base) & set(cand):
+        raise UsageError(f"{base_text} and {cand_text} have no benchmark in common")
+    return base, cand
+
+
+def _history(lazy: _LazyStore, candidate: Any) -> dict[str, Any]:
+    metadata = candidate.metadata
+    fingerprint = metadata.get("benchtrack.machine.fingerprint")
+    branch = metadata.get("benchtrack.git.branch")
+    if not fingerprint or not branch or not candidate.runs:
+        return {}
+    exclude = frozenset(filter(None, [candidate.run_id]))
+    history: dict[str, Any] = {}
+    for suite in {run.suite for run in candidate.runs}:
+        history.update(lazy().history(suite, branch, fingerprint, exclude=exclude))
+    return history
+
+
+def _this_machine(branch: str | None, fingerprint: str | None) -> tuple[str, str]:
+    from benchtrack.probes.environment import git_info, machine_fingerprint
+
+    return branch or git_info(Path.cwd()).branch or "main", fingerprint or machine_fingerprint()
+
+
+BranchOption = Annotated[str | None, typer.Option("--branch", help="Baseline branch [default: levels.toml's baseline branch].")]
+FingerprintOption = Annotated[str | None, typer.Option("--fingerprint", help="Machine fingerprint [default: this machine].")]
+SuiteOption = Annotated[str | None, typer.Option("--suite", help="Suite name [default: every suite in the store].")]
+
+
+def _suites(store: Any, suite: str | None) -> list[str]:
+    if suite:
+        return [suite]
+    from benchtrack.tracking.store import EXPERIMENT_PREFIX
+
+    names = [e.name for e in store.client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")]
+    return sorted(n.removeprefix(EXPERIMENT_PREFIX) for n in names if not n.startswith(EXPERIMENT_PREFIX + "_"))
+
+
+@baseline_app.command("show")
+@maps_errors
+def baseline_show(
+    suite: SuiteOption = None,
+    branch: BranchOption = None,
+    fingerprint: FingerprintOption = None,
+    levels_file: LevelsOption = None,
+    tracking_uri: TrackingUriOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Show the current baseline of every benchmark for a branch and machine.
+
+    Example: benchtrack baseline show --suite examples
+    """
+    from benchtrack.cli.render import print_json
+    from benchtrack.tracking.baselines import BaselineRegistry
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    store = _open_store(resolve_tracking_uri(tracking_uri))
+    registry = BaselineRegistry(store)
+    rows = [(s, record) for s in _suites(store, suite) for record in registry.current_for(s, branch, fingerprint).values()]
+    if output_format is OutputFormat.json:
+        print_json({"schema": "benchtrack.baselines/1", "branch": branch, "fingerprint": fingerprint,
+                    "baselines": [_record_entry(s, r) for s, r in rows]})
+    else:
+        _print_records(f"baselines on {branch} @ {fingerprint}", rows, _stdout_console())
+    raise typer.Exit(EXIT_OK)
+
+
+@baseline_app.command("promote")
+@maps_errors
+def baseline_promote(
+    run_id: Annotated[str, typer.Argument(help="A benchmark run id, or a parent run id to promote all its benchmarks.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")] = "manual",
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Make a run the current baseline of its benchmark (an append-only promotion record).
+
+    Example: benchtrack baseline promote 3f2a...e9 --reason "accepted slowdown, see PR 42"
+    """
+    from benchtrack.tracking.baselines import BaselineRegistry
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    store = _open_store(resolve_tracking_uri(tracking_uri))
+    registry = BaselineRegistry(store)
+    tags = store.run_tags(run_id)
+    children = store.child_run_ids(run_id) if tags.get("benchtrack.type") == "invocation" else [run_id]
+    for child in children:
+        record = registry.promote(child, reason)
+        typer.echo(f"promoted {record.key.benchmark} ({child}) on {record.key.branch}")
+    raise typer.Exit(EXIT_OK)
+
+
+@baseline_app.command("history")
+@maps_errors
+def baseline_history(
+    benchmark: Annotated[str, typer.Argument(help="Benchmark name, e.g. 'json.roundtrip[size=100]'.")],
+    suite: Annotated[str, typer.Option("--suite", help="The benchmark's suite.")],
+    branch: BranchOption = None,
+    fingerprint: FingerprintOption = None,
+    levels_file: LevelsOption = None,
+    tracking_uri: TrackingUriOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Every promotion record of one benchmark, current first.
+
+    Example: benchtrack baseline history 'json.roundtrip[size=100]' --suite examples
+    """
+    from benchtrack.cli.render import print_json
+    from benchtrack.tracking.baselines import BaselineKey, BaselineRegistry
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    registry = BaselineRegistry(_open_store(resolve_tracking_uri(tracking_uri)))
+    records = registry.history(BaselineKey(suite, benchmark, branch, fingerprint))
+    if output_format is OutputFormat.json:
+        print_json({"schema": "benchtrack.baseline-history/1", "records": [_record_entry(suite, r) for r in records]})
+    else:
+        _print_records(f"promotions of {benchmark} on {branch}", [(suite, r) for r in records], _stdout_console())
+    raise typer.Exit(EXIT_OK)
+
+
+@baseline_app.command("export")
+@maps_errors
+def baseline_export(
+    suite: SuiteOption = None,
+    branch: BranchOption = None,
+    fingerprint: FingerprintOption = None,
+    folder: Annotated[Path, typer.Option("--folder", help="Where the baselines/ folder goes.")] = Path(),
+    levels_file: LevelsOption = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Write the current baselines as versioned JSON snapshots into baselines/ (for CI without a server).
+
+    Example: benchtrack baseline export --suite examples, then: benchtrack run --baseline baselines/FILE.json
+    """
+    import time
+
+    from benchtrack.tracking.baselines import BaselineRegistry, export_snapshot
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    store = _open_store(resolve_tracking_uri(tracking_uri))
+    registry = BaselineRegistry(store)
+    written = 0
+    for name in _suites(store, suite):
+        if not registry.current_for(name, branch, fingerprint):
+            continue
+        path = export_snapshot(registry, name, branch, fingerprint, folder, time.time())
+        typer.echo(f"wrote {path}")
+        written += 1
+    if not written:
+        raise UsageError(f"no baselines on {branch} for fingerprint {fingerprint} to export")
+    raise typer.Exit(EXIT_OK)
+
+
+def _record_entry(suite: str, record: Any) -> dict[str, Any]:
+    return {"suite": suite, "benchmark": record.key.benchmark, "run_id": record.run_id, "commit": record.commit,
+            "reason": record.reason, "measured_ms": record.source_start_ms, "recorded_ms": record.recorded_ms,
+            "record_id": record.record_id}
+
+
+def _print_records(title: str, rows: list[tuple[str, Any]], console: Console) -> None:
+    import datetime
+
+    table = Table(title=title)
+    for column in ("suite", "benchmark", "run id", "commit", "reason", "measured"):
+        table.add_column(column)
+    for suite, record in rows:
+        measured = datetime.datetime.fromtimestamp(record.source_start_ms / 1000, tz=datetime.UTC)
+        table.add_row(escape(suite), escape(record.key.benchmark), record.run_id, (record.commit or "")[:12],
+                      escape(record.reason), measured.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    console.print(table)
+    if not rows:
+        console.print("no baselines yet: they are promoted by `benchtrack run` on the baseline branch")

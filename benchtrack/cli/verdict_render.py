@@ -1,0 +1,116 @@
+"""Verdict tables and the `benchtrack.compare/1` JSON document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from benchtrack.analysis.compare import Comparison
+from benchtrack.cli.render import format_bytes, format_seconds
+from benchtrack.config import Level
+from benchtrack.verdicts import PromotionDecision, Report
+
+COMPARE_SCHEMA = "benchtrack.compare/1"
+_COLOURS = {"regression": "red", "improvement": "green", "unchanged": "white", "inconclusive": "yellow"}
+
+
+def compare_document(report: Report, level: Level, baseline: str, candidate: str,
+                     promotions: Mapping[str, PromotionDecision] | None = None) -> dict[str, Any]:
+    failing = {(c.benchmark, c.metric) for c in report.failing(level)}
+    return {
+        "schema": COMPARE_SCHEMA,
+        "baseline": baseline,
+        "candidate": candidate,
+        "level": level.name,
+        "fail_on": level.fail_on,
+        "comparisons": [_comparison_entry(c, (c.benchmark, c.metric) in failing, report) for c in report.comparisons],
+        "anomalies": {
+            name: {"anomalous": a.anomalous, "method": a.method, "score": a.score, "threshold": a.threshold,
+                   "history_size": a.history_size, "reasons": list(a.reasons)}
+            for name, a in report.anomalies.items()
+        },
+        "skipped": dict(report.skipped),
+        "only_in_baseline": list(report.only_in_baseline),
+        "only_in_candidate": list(report.only_in_candidate),
+        "promotions": {name: {"promoted": d.promote, "reason": d.reason} for name, d in (promotions or {}).items()},
+        "summary": {**report.counts(), "failed": bool(failing)},
+    }
+
+
+def _comparison_entry(c: Comparison, fails: bool, report: Report) -> dict[str, Any]:
+    anomaly = report.anomalies.get(c.benchmark)
+    return {
+        "benchmark": c.benchmark,
+        "metric": c.metric,
+        "verdict": c.verdict,
+        "severity": c.severity,
+        "change": c.change,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+        "p_adjusted": c.p_adjusted,
+        "baseline": c.baseline_centre,
+        "candidate": c.candidate_centre,
+        "absolute_change": c.absolute_change,
+        "spread_source": c.spread_source,
+        "processes": [c.baseline_processes, c.candidate_processes],
+        "anomalous": bool(anomaly and anomaly.anomalous),
+        "fails": fails,
+    }
+
+
+def _value(metric: str, value: float) -> str:
+    if metric.endswith("_bytes"):
+        return format_bytes(value)
+    if metric.endswith("_s"):
+        return format_seconds(value)
+    return f"{value:.3g}"
+
+
+def _shown(c: Comparison) -> bool:
+    """Every benchmark's wall time; other metrics only when they moved."""
+    return c.metric == "wall_s" or c.verdict in ("regression", "improvement")
+
+
+def print_verdicts(report: Report, level: Level, console: Console, title: str,
+                   promotions: Mapping[str, PromotionDecision] | None = None) -> None:
+    if not report.comparisons:
+        console.print(escape(f"{title}: nothing to compare"), highlight=False)
+        _print_notes(report, console, promotions)
+        return
+    table = Table(title=title)
+    for column, justify in (("benchmark", "left"), ("metric", "left"), ("baseline", "right"), ("candidate", "right"),
+                            ("change [CI]", "right"), ("p adj", "right"), ("verdict", "left"), ("severity", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    failing = {(c.benchmark, c.metric) for c in report.failing(level)}
+    for c in report.comparisons:
+        if not _shown(c):
+            continue
+        colour = _COLOURS[c.verdict]
+        anomaly = report.anomalies.get(c.benchmark)
+        marks = (" [magenta](anomalous)[/]" if anomaly and anomaly.anomalous and c.metric == "wall_s" else "") + (
+            " [bold red]FAIL[/]" if (c.benchmark, c.metric) in failing else "")
+        table.add_row(
+            escape(c.benchmark), c.metric, _value(c.metric, c.baseline_centre), _value(c.metric, c.candidate_centre),
+            f"{c.change:+.1%} [{c.ci_low:+.1%}, {c.ci_high:+.1%}]", f"{c.p_adjusted:.2g}",
+            f"[{colour}]{c.verdict}[/]{marks}", c.severity,
+        )
+    console.print(table)
+    counts = report.counts()
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (fail on: {level.fail_on})", highlight=False)
+    _print_notes(report, console, promotions)
+
+
+def _print_notes(report: Report, console: Console, promotions: Mapping[str, PromotionDecision] | None) -> None:
+    for name, anomaly in report.anomalies.items():
+        if anomaly.anomalous:
+            console.print(escape(f"anomalous: {name} ({anomaly.method}): " + "; ".join(anomaly.reasons)), highlight=False)
+    for name, reason in report.skipped.items():
+        console.print(escape(f"not compared: {name}: {reason}"), highlight=False)
+    for name, decision in (promotions or {}).items():
+        if decision.promote:
+            console.print(escape(f"promoted to baseline: {name} ({decision.reason})"), highlight=False)
