@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from benchtrack.analysis.compare import DEFAULT_THRESHOLDS, SEVERITIES, Thresholds
+from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.errors import ConfigError, UsageError
 
 LEVELS_SCHEMA = "benchtrack.levels/1"
@@ -66,6 +67,8 @@ class Config:
     benchmark_thresholds: Mapping[str, Mapping[str, Thresholds]] = field(default_factory=dict)
     baseline_branch: str = "main"
     alpha: float = 0.01
+    leak: LeakThresholds = field(default_factory=LeakThresholds)
+    gc_pause_p95_s: float = 0.1  # GC pause p95 above this fails a GC check
 
     def thresholds_for(self, level: Level, benchmark: str, base_name: str) -> dict[str, Thresholds]:
         """Defaults, then the level's, then the benchmark's (by full name, else base name)."""
@@ -97,7 +100,7 @@ def load_config(path: Path | None) -> Config:
     levels = data.get("levels")
     if not isinstance(levels, dict) or not levels:
         raise ConfigError(f"{path}: no [levels.<name>] tables")
-    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline"}
+    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline", "memory"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown))}")
     defaults = {**DEFAULT_THRESHOLDS, **_parse_thresholds(path, "thresholds", data.get("thresholds", {}))}
@@ -111,12 +114,33 @@ def load_config(path: Path | None) -> Config:
         for name, table in benchmarks.items()
     }
     baseline = _table(path, "baseline", data.get("baseline", {}))
+    memory = _table(path, "memory", data.get("memory", {}))
     return Config(
         levels={name: _parse_level(path, name, table, defaults) for name, table in levels.items()},
         benchmark_thresholds=per_benchmark,
         baseline_branch=_string(path, "baseline.branch", baseline.get("branch", "main")),
         alpha=_bounded_number(path, "baseline.alpha", baseline.get("alpha", 0.01), 1e-6, 0.5),
+        leak=_parse_leak(path, memory),
+        gc_pause_p95_s=_bounded_number(path, "memory.gc_pause_p95_ms", memory.get("gc_pause_p95_ms", 100.0), 0.001, 1e6)
+        / 1000.0,
     )
+
+
+_LEAK_KEYS = {"leak_minor_mb": "minor_mb", "leak_major_mb": "major_mb", "leak_critical_mb": "critical_mb",
+              "leak_rate_flag_mb_per_min": "rate_flag_mb_per_min", "leak_long_run_s": "long_run_s"}
+
+
+def _parse_leak(path: Path, memory: Mapping[str, Any]) -> LeakThresholds:
+    """[memory] leak_minor_mb / leak_major_mb / leak_critical_mb / leak_rate_flag_mb_per_min / leak_long_run_s."""
+    unknown = set(memory) - set(_LEAK_KEYS) - {"gc_pause_p95_ms"}
+    if unknown:
+        raise ConfigError(f"{path}: [memory] has unknown keys: {', '.join(sorted(unknown))}")
+    values = {field_name: _bounded_number(path, f"memory.{key}", memory[key], 0.0, 1e9)
+              for key, field_name in _LEAK_KEYS.items() if key in memory}
+    try:
+        return LeakThresholds(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: [memory] {exc}") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ a real store or a fake one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,11 +23,56 @@ class Registry(Protocol):
 
 
 @dataclass(frozen=True)
+class MemoryCheck:
+    """A memory or GC check of one benchmark in one run: a leak trend or the GC pause budget."""
+
+    benchmark: str
+    check: str  # "leak" | "gc_pause_p95"
+    passed: bool
+    severity: str
+    detail: str
+
+
+@dataclass(frozen=True)
 class SuiteJudgement:
     suite: str
     report: Report
     baseline_source: str
     promotions: Mapping[str, PromotionDecision] = field(default_factory=dict)
+    checks: tuple[MemoryCheck, ...] = ()
+
+    def failing(self, level: Level) -> bool:
+        return bool(self.report.failing(level)) or any(not c.passed and level.fails(c.severity) for c in self.checks)
+
+
+def _leak_detail(bench: BenchmarkResult) -> str:
+    leak = bench.details["leak"]
+    reasons = leak.get("reasons") or ["no leak"]
+    rate = leak.get("mb_per_1000_ops")
+    text = f"{leak['processes_detecting']}/{leak['processes']} processes: {reasons[-1]}"
+    if rate is not None:
+        text = f"{rate:+.3f} MB per 1,000 operations; {text}"
+    attribution = bench.details.get("attribution", {})
+    sites = attribution.get("sites", [])[:3]
+    if sites:
+        text += "; grew at " + ", ".join(f"{Path(s['site']).name} (+{s['size_diff'] / 2**20:.1f} MB)" for s in sites)
+    types = attribution.get("types", [])[:3]
+    if types:
+        text += "; objects " + ", ".join(f"{t['type']} +{t['growth']}" for t in types)
+    return text
+
+
+def memory_checks(bench: BenchmarkResult, config: Config) -> list[MemoryCheck]:
+    """Leak verdicts of leak benchmarks, and every benchmark's GC pause p95 against the budget."""
+    checks = []
+    leak = bench.details.get("leak")
+    if leak:
+        checks.append(MemoryCheck(bench.name, "leak", not leak["detected"], leak["severity"], _leak_detail(bench)))
+    p95 = bench.details.get("gc", {}).get("pause_p95_s")
+    if p95 is not None and p95 > config.gc_pause_p95_s:
+        checks.append(MemoryCheck(bench.name, "gc_pause_p95", False, "major",
+                                  f"GC pause p95 {p95 * 1000:.1f} ms > budget {config.gc_pause_p95_s * 1000:.0f} ms"))
+    return checks
 
 
 def judge(invocation: Invocation, config: Config, level: Level, store: Any | None, registry: Registry | None,
@@ -49,11 +95,14 @@ def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any
     if registry is not None and snapshot is None:
         for bench in run.benchmarks:
             decision = promotion_decision(level, config, run.metadata, bench, bench.name in baseline, report)
+            if decision.promote and any(not c.passed for c in memory_checks(bench, config)):
+                decision = PromotionDecision(False, "a memory or GC check failed")
             run_id = outcome.child_run_ids.get(bench.name)
             if decision.promote and run_id:
                 registry.promote(run_id, decision.reason)
             promotions[bench.name] = decision
-    return SuiteJudgement(run.suite, report, source, promotions)
+    checks = tuple(check for bench in run.benchmarks for check in memory_checks(bench, config))
+    return SuiteJudgement(run.suite, report, source, promotions, checks)
 
 
 def _baselines(suite: str, config: Config, fingerprint: str, store: Any | None, registry: Registry | None,

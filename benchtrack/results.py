@@ -1,7 +1,9 @@
 """Frozen result records and their versioned JSON form.
 
 History of ``benchtrack.result``:
-  1 - first version: per-sample metric values with their worker-process index.
+  1 - first version: per-sample metric values with their worker-process index; later in version 1
+      (optional keys, older files stay valid): targets, and "details" (GC pauses and
+      gc.get_stats() per process, leak attribution).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ RSS_PEAK = "rss_peak_bytes"
 USS_AFTER = "uss_after_bytes"
 TRACEMALLOC_PEAK = "tracemalloc_peak_bytes"
 GC_PAUSE = "gc_pause_s"
+GC_PAUSE_MAX = "gc_pause_max_s"  # longest single pause inside the sample (not per operation)
+LEAK_RSS = "rss_bytes"  # leak benchmarks: RSS after each batch, after a full collection
+LEAK_OPERATIONS = "operations"  # leak benchmarks: cumulative operations at the end of the batch
+LEAK_ELAPSED = "elapsed_s"
 GC_COLLECTED = "gc_collected"
 GC_UNCOLLECTABLE = "gc_uncollectable"
 
@@ -63,6 +69,7 @@ class BenchmarkResult:
     warmups: int = 0
     probes: Mapping[str, str] = field(default_factory=dict)
     targets: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready: gc pauses, attribution
 
     @property
     def ok(self) -> bool:
@@ -122,6 +129,7 @@ def benchmark_result_to_dict(result: BenchmarkResult) -> dict[str, Any]:
         "warmups": result.warmups,
         "probes": dict(result.probes),
         "targets": dict(result.targets),
+        "details": dict(result.details),
         "error": result.error,
         "samples": [
             {"process": s.process, "index": s.index, "loops": s.loops, "values": dict(s.values)}
@@ -169,6 +177,7 @@ def _benchmark_from_dict(data: Mapping[str, Any]) -> BenchmarkResult:
         warmups=int(data.get("warmups", 0)),
         probes={str(k): str(v) for k, v in data.get("probes", {}).items()},
         targets={str(k): _finite(k, v) for k, v in data.get("targets", {}).items()},
+        details=dict(data.get("details", {})),
     )
 
 
@@ -203,3 +212,71 @@ def load_results_file(path: Path) -> list[RunResult]:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name} is not allowed")
+
+
+# Memory over time: what `benchtrack watch`, MemoryProfiler and leak benchmarks produce.
+# History of ``benchtrack.timeline``:
+#   1 - times (s since start), memory (bytes), optional operations, limit, phases, OOM events.
+TIMELINE_SCHEMA = "benchtrack.timeline/1"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class OomEvent:
+    """An out-of-memory kill seen on a target: from a cgroup's oom_kill counter, a container's
+    restart count rising, or an exit code of 137 (engines' OOM flags are unreliable)."""
+
+    time_s: float
+    kind: str  # "oom_kill" | "restart" | "exit_137"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    target: str
+    started_at: float  # epoch seconds of time_s == 0
+    times_s: tuple[float, ...]
+    memory_bytes: tuple[float, ...]
+    operations: tuple[float, ...] | None = None  # cumulative operation counts, when known
+    limit_bytes: float | None = None
+    phases: tuple[Phase, ...] = ()
+    oom_events: tuple[OomEvent, ...] = ()
+
+
+def timeline_to_dict(timeline: Timeline) -> dict[str, Any]:
+    return {
+        "schema": TIMELINE_SCHEMA,
+        "target": timeline.target,
+        "started_at": timeline.started_at,
+        "times_s": list(timeline.times_s),
+        "memory_bytes": list(timeline.memory_bytes),
+        "operations": None if timeline.operations is None else list(timeline.operations),
+        "limit_bytes": timeline.limit_bytes,
+        "phases": [{"name": p.name, "start_s": p.start_s, "end_s": p.end_s} for p in timeline.phases],
+        "oom_events": [{"time_s": e.time_s, "kind": e.kind, "detail": e.detail} for e in timeline.oom_events],
+    }
+
+
+def timeline_from_dict(data: Mapping[str, Any]) -> Timeline:
+    if not isinstance(data, Mapping) or data.get("schema") != TIMELINE_SCHEMA:
+        raise ResultFormatError(f"not a {TIMELINE_SCHEMA} document")
+    try:
+        operations = data.get("operations")
+        return Timeline(
+            target=str(data["target"]),
+            started_at=float(data["started_at"]),
+            times_s=tuple(_finite("times_s", v) for v in data["times_s"]),
+            memory_bytes=tuple(_finite("memory_bytes", v) for v in data["memory_bytes"]),
+            operations=None if operations is None else tuple(_finite("operations", v) for v in operations),
+            limit_bytes=None if data.get("limit_bytes") is None else float(data["limit_bytes"]),
+            phases=tuple(Phase(str(p["name"]), float(p["start_s"]), float(p["end_s"])) for p in data.get("phases", [])),
+            oom_events=tuple(OomEvent(float(e["time_s"]), str(e["kind"]), str(e["detail"])) for e in data.get("oom_events", [])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultFormatError(f"malformed {TIMELINE_SCHEMA} document: {exc!r}") from None

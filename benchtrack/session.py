@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import Config, Level, find_levels_file, load_config, select_level
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, dumps_results
@@ -86,7 +87,9 @@ class Session:
         metadata: Mapping[str, str],
         on_progress: Callable[[Progress], None] = lambda _: None,
         spool_root: Path | None = None,
+        leak_thresholds: LeakThresholds | None = None,
     ) -> None:
+        self._leak_thresholds = leak_thresholds
         self._store = store
         self._metadata = dict(metadata)
         self._on_progress = on_progress
@@ -95,7 +98,7 @@ class Session:
 
     def run(self, options: RunOptions, discovery: Discovery, level: Level, plans: list[Plan]) -> Invocation:
         invocation_id = uuid.uuid4().hex
-        runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress)
+        runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress, leak_thresholds=self._leak_thresholds)
         outcomes = [self._run_plan(runner, plan, invocation_id) for plan in plans]
         spool = self._spool(invocation_id, outcomes) if self._tracking_error else None
         return Invocation(invocation_id, level, tuple(outcomes), discovery.errors, self._tracking_error, spool)

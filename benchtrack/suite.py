@@ -15,9 +15,12 @@ from typing import Any, Literal, TypeVar
 from benchtrack.errors import DiscoveryError, UsageError
 
 # time: calibrated loops, timed; memory: one call per sample, plus a separate tracemalloc call;
-# track: the function measures something itself and returns {metric: number} (asv's track_*).
-Kind = Literal["time", "memory", "track"]
-KINDS: tuple[str, ...] = ("time", "memory", "track")
+# track: the function measures something itself and returns {metric: number} (asv's track_*);
+# leak: setup is a component factory, the function one operation on it, repeated in batches
+# with RSS recorded after each batch (after a full collection) for a leak trend.
+Kind = Literal["time", "memory", "track", "leak"]
+KINDS: tuple[str, ...] = ("time", "memory", "track", "leak")
+LEAK_BATCHES = 24
 BENCH_FILE_GLOB = "bench_*.py"
 _SPEC_ATTRIBUTE = "__benchtrack__"
 
@@ -42,6 +45,7 @@ class BenchmarkSpec:
     timeout: float | None = None
     uss: bool = False
     targets: Mapping[str, float] = field(default_factory=dict)
+    operations: int = 100  # leak benchmarks: operations per batch
 
     def instances(self) -> list[BenchmarkInstance]:
         if not self.params:
@@ -88,6 +92,7 @@ def benchmark(
     timeout: float | None = None,
     uss: bool = False,
     targets: Mapping[str, float] | None = None,
+    operations: int = 100,
 ) -> Any:
     """Declare a benchmark.
 
@@ -97,13 +102,17 @@ def benchmark(
 
     ``targets`` maps ``"<metric>.<statistic>"`` (e.g. ``"wall_s.median"``) to an upper bound
     the run reports as met or missed.
+
+    ``kind="leak"``: ``setup(**params)`` builds the component once per process, the function
+    is one operation on it, run ``operations`` times per batch for ``samples`` batches
+    (default 24); a detected leak is attributed in a separate tracemalloc run.
     """
 
     def decorate(target: F) -> F:
         spec = _make_spec(
             target, name=name, params=params, setup=setup, teardown=teardown, tags=tags,
             levels=levels, kind=kind, samples=samples, processes=processes, warmups=warmups,
-            timeout=timeout, uss=uss, targets=targets,
+            timeout=timeout, uss=uss, targets=targets, operations=operations,
         )
         setattr(target, _SPEC_ATTRIBUTE, spec)
         return target
@@ -115,7 +124,7 @@ def _make_spec(func: Callable[..., Any], **options: Any) -> BenchmarkSpec:
     kind = options["kind"]
     if kind not in KINDS:
         raise UsageError(f"@benchmark kind must be one of {KINDS}, got {kind!r}")
-    for option in ("samples", "processes"):
+    for option in ("samples", "processes", "operations"):
         value = options[option]
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UsageError(f"@benchmark {option} must be a positive integer, got {value!r}")
@@ -137,6 +146,7 @@ def _make_spec(func: Callable[..., Any], **options: Any) -> BenchmarkSpec:
         timeout=options["timeout"],
         uss=bool(options["uss"]),
         targets={str(k): float(v) for k, v in (options["targets"] or {}).items()},
+        operations=options["operations"],
     )
 
 

@@ -20,7 +20,6 @@ from support import (
     fresh_store_uri,
     levels_toml,
     parent_runs,
-    write_bench_folder,
 )
 
 from benchtrack.errors import TrackingError
@@ -344,16 +343,16 @@ class FailingStore:
     def __init__(self) -> None:
         self.logged: list[str] = []
 
-    def start_invocation(self, result_shell: RunResult, invocation_id: str) -> str:
+    def start_invocation(self, result_shell: RunResult, invocation_id: str) -> str:  # noqa: ARG002
         return "parent-1"
 
-    def log_benchmark(self, parent_run_id: str, run: RunResult, bench: BenchmarkResult) -> object:
+    def log_benchmark(self, parent_run_id: str, run: RunResult, bench: BenchmarkResult) -> object:  # noqa: ARG002
         if self.logged:
             raise TrackingError("cannot log benchmark: disk I/O error")
         self.logged.append(bench.name)
         return None
 
-    def finish_invocation(self, parent_run_id: str, run: RunResult) -> None:
+    def finish_invocation(self, parent_run_id: str, run: RunResult) -> None:  # noqa: ARG002
         raise AssertionError("not called after a tracking error")
 
 
@@ -362,7 +361,7 @@ def test_session_spools_everything_when_the_store_fails(
 ) -> None:
     folder = bench_folder({"bench_fail.py": FAILING}, levels=levels_toml(processes=1, samples=1))
     options = RunOptions(folder=folder)
-    discovery, level, plans = prepare(options)
+    discovery, _config, level, plans = prepare(options)
     store = FailingStore()
     invocation = Session(store, {"benchtrack.os": "test"}, spool_root=tmp_path).run(options, discovery, level, plans)
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import levels_toml
 
 from benchtrack import benchmark
 from benchtrack.config import (
@@ -18,7 +19,6 @@ from benchtrack.config import (
 from benchtrack.errors import ConfigError, DiscoveryError, UsageError
 from benchtrack.runner.runner import make_plan
 from benchtrack.suite import BenchmarkSpec, discover, find_instance
-from support import levels_toml
 
 # --- @benchmark --------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def run_command(
     Example: benchtrack run experiments/ --level quick
     """
     from benchtrack.cli.render import invocation_document, print_json, print_run_table
-    from benchtrack.cli.verdict_render import compare_document, print_verdicts
+    from benchtrack.cli.verdict_render import compare_document, print_memory_checks, print_verdicts
     from benchtrack.probes.environment import collect_metadata
     from benchtrack.results import dumps_results
     from benchtrack.session import RunOptions, Session, prepare
@@ -124,7 +124,8 @@ def run_command(
         def advance(event: Any) -> None:
             progress.update(task, advance=1, description=f"{event.item.name} (process {event.process + 1})")
 
-        invocation = Session(store, metadata, on_progress=advance).run(options, discovery, chosen_level, plans)
+        session = Session(store, metadata, on_progress=advance, leak_thresholds=config.leak)
+        invocation = session.run(options, discovery, chosen_level, plans)
     if output is not None:
         output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
     judgements = _judge(invocation, config, chosen_level, store, snapshot)
@@ -132,6 +133,11 @@ def run_command(
         document = invocation_document(invocation, uri)
         document["verdicts"] = {j.suite: compare_document(j.report, chosen_level, j.baseline_source, "this run", j.promotions)
                                 for j in judgements}
+        document["memory_checks"] = [
+            {"suite": j.suite, "benchmark": c.benchmark, "check": c.check, "passed": c.passed, "severity": c.severity,
+             "fails": not c.passed and chosen_level.fails(c.severity), "detail": c.detail}
+            for j in judgements for c in j.checks
+        ]
         print_json(document)
     else:
         console = _stdout_console()
@@ -140,10 +146,11 @@ def run_command(
             title = f"{judgement.suite}: against {judgement.baseline_source}" if judgement.report.comparisons \
                 else f"{judgement.suite}: no baseline yet"
             print_verdicts(judgement.report, chosen_level, console, title, judgement.promotions)
+            print_memory_checks(judgement.checks, chosen_level, console)
         if uri and invocation.tracking_error is None:
             stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False, markup=False, soft_wrap=True)
     code = _run_exit_code(invocation, stderr)
-    if code == EXIT_OK and any(j.report.failing(chosen_level) for j in judgements):
+    if code == EXIT_OK and any(j.failing(chosen_level) for j in judgements):
         code = EXIT_FAILED
     raise typer.Exit(code)
 
@@ -317,3 +324,4 @@ def main() -> None:
 
 # Command modules register themselves on `app`; imported last because they import from here.
 from benchtrack.cli import compare_cmd  # noqa: E402, F401
+from benchtrack.cli import watch_cmd as watch_cmd  # noqa: E402

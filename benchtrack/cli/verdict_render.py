@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 from benchtrack.analysis.compare import Comparison
 from benchtrack.cli.render import format_bytes, format_seconds
 from benchtrack.config import Level
+from benchtrack.judging import MemoryCheck
 from benchtrack.verdicts import PromotionDecision, Report
 
 COMPARE_SCHEMA = "benchtrack.compare/1"
@@ -29,7 +31,9 @@ def compare_document(report: Report, level: Level, baseline: str, candidate: str
         "fail_on": level.fail_on,
         "comparisons": [_comparison_entry(c, (c.benchmark, c.metric) in failing, report) for c in report.comparisons],
         "anomalies": {
-            name: {"anomalous": a.anomalous, "method": a.method, "score": a.score, "threshold": a.threshold,
+            # too little history gives an infinite threshold, which JSON cannot hold: null then
+            name: {"anomalous": a.anomalous, "method": a.method, "score": a.score,
+                   "threshold": a.threshold if math.isfinite(a.threshold) else None,
                    "history_size": a.history_size, "reasons": list(a.reasons)}
             for name, a in report.anomalies.items()
         },
@@ -114,3 +118,16 @@ def _print_notes(report: Report, console: Console, promotions: Mapping[str, Prom
     for name, decision in (promotions or {}).items():
         if decision.promote:
             console.print(escape(f"promoted to baseline: {name} ({decision.reason})"), highlight=False)
+
+
+def print_memory_checks(checks: Sequence[MemoryCheck], level: Level, console: Console) -> None:
+    if not checks:
+        return
+    table = Table(title="memory and GC checks")
+    for column in ("benchmark", "check", "result", "severity", "detail"):
+        table.add_column(column)
+    for check in checks:
+        fails = not check.passed and level.fails(check.severity)
+        result = "[green]passed[/]" if check.passed else ("[bold red]FAIL[/]" if fails else "[yellow]flagged[/]")
+        table.add_row(escape(check.benchmark), check.check, result, check.severity, escape(check.detail))
+    console.print(table)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -17,10 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchtrack import results as r
+from benchtrack.analysis.leaks import LeakThresholds, detect_leak
+from benchtrack.analysis.stats import summarize
 from benchtrack.config import Level
 from benchtrack.results import BenchmarkResult, RunResult, Sample
 from benchtrack.runner.worker import WorkerRequest
-from benchtrack.suite import BenchmarkFile, BenchmarkInstance, Suite
+from benchtrack.suite import LEAK_BATCHES, BenchmarkFile, BenchmarkInstance, Suite
 
 _STDERR_TAIL = 400
 
@@ -60,7 +64,7 @@ def make_plan(suite: Suite, level: Level, only: tuple[str, ...] = ()) -> Plan:
             file=bench_file,
             instance=instance,
             processes=spec.processes or level.processes,
-            samples=spec.samples or level.samples,
+            samples=spec.samples or (max(level.samples, LEAK_BATCHES) if spec.kind == "leak" else level.samples),
             warmups=level.warmups if spec.warmups is None else spec.warmups,
             timeout=spec.timeout or level.timeout,
             min_sample_time=level.min_sample_time,
@@ -84,7 +88,9 @@ class Runner:
         peak_probe: str = "auto",
         on_progress: Callable[[Progress], None] = lambda _: None,
         environment: Mapping[str, str] | None = None,
+        leak_thresholds: LeakThresholds | None = None,
     ) -> None:
+        self._leak_thresholds = leak_thresholds or LeakThresholds()
         self._python = python
         self._peak_probe = peak_probe
         self._on_progress = on_progress
@@ -108,8 +114,10 @@ class Runner:
         probes: dict[str, str] = {}
         loops: int | None = None
         error: str | None = None
+        replies = []
         for process in range(item.processes):
             reply = self._spawn(item, process, loops)
+            replies.append(reply)
             samples.extend(_sample_from_dict(s) for s in reply.get("samples", []))
             probes.update(reply.get("probes", {}))
             error = reply.get("error")
@@ -118,17 +126,28 @@ class Runner:
             if error:
                 break
         spec = item.instance.spec
+        details: dict[str, Any] = {"gc": gc_details(replies)}
+        if spec.kind == "leak" and samples:
+            details["leak"] = leak_details(samples, self._leak_thresholds)
+            if details["leak"]["detected"] and not error:
+                details["attribution"] = self._attribute(item)
         return BenchmarkResult(
             name=item.name, benchmark=spec.name, file=item.file.relative, kind=spec.kind,
             params=item.instance.param_strings, tags=spec.tags, samples=tuple(samples),
-            error=error, warmups=item.warmups, probes=probes, targets=spec.targets,
+            error=error, warmups=item.warmups, probes=probes, targets=spec.targets, details=details,
         )
 
-    def _spawn(self, item: PlanItem, process: int, loops: int | None) -> dict[str, Any]:
+    def _attribute(self, item: PlanItem) -> dict[str, Any]:
+        reply = self._spawn(item, item.processes, None, mode="attribute")
+        if reply.get("error"):
+            return {"error": reply["error"]}
+        return dict(reply.get("details", {}))
+
+    def _spawn(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure") -> dict[str, Any]:
         request = WorkerRequest(
             file=str(item.file.path), name=item.name, process=process, samples=item.samples,
             warmups=item.warmups, min_sample_time=item.min_sample_time, loops=loops,
-            peak_probe=self._peak_probe,
+            peak_probe=self._peak_probe, mode=mode,
         )
         with tempfile.TemporaryDirectory(prefix="benchtrack-") as tmp:
             request_path, reply_path = Path(tmp, "request.json"), Path(tmp, "reply.json")
@@ -173,6 +192,47 @@ def _describe_exit(returncode: int, stderr: str) -> str:
         reason = f"worker exited with code {returncode}"
     last_line = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
     return f"{reason}: {last_line[-_STDERR_TAIL:]}" if last_line else reason
+
+
+def gc_details(replies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pause statistics over every collection in every process (warm-ups excluded), and
+    gc.get_stats() per process as Python returned it (generations differ across versions)."""
+    pauses = [p for reply in replies for p in reply.get("details", {}).get("gc_pauses_s", [])]
+    summary: dict[str, Any] = {"pauses": len(pauses),
+                               "stats_by_process": [r.get("details", {}).get("gc_stats") for r in replies]}
+    if pauses:
+        stats = summarize(pauses)
+        summary.update(pause_mean_s=stats.mean, pause_p95_s=stats.p95, pause_max_s=stats.max)
+    return summary
+
+
+def leak_details(samples: list[Sample], thresholds: LeakThresholds) -> dict[str, Any]:
+    """A leak verdict per worker process; the benchmark leaks when most processes say so, and
+    is described by the process with the median growth per operation."""
+    verdicts = []
+    for process in sorted({s.process for s in samples}):
+        mine = [s for s in samples if s.process == process]
+        verdicts.append(detect_leak(
+            [s.values[r.LEAK_ELAPSED] for s in mine], [s.values[r.LEAK_RSS] for s in mine],
+            operations=[s.values[r.LEAK_OPERATIONS] for s in mine], thresholds=thresholds,
+        ))
+    detected = sum(v.detected for v in verdicts) * 2 > len(verdicts)
+    ranked = sorted(verdicts, key=lambda v: v.mb_per_1000_ops if v.mb_per_1000_ops is not None else 0.0)
+    middle = ranked[len(ranked) // 2]
+    return {
+        "detected": detected,
+        "severity": middle.severity if detected else "none",
+        "mb_per_1000_ops": _finite_or_none(middle.mb_per_1000_ops),
+        "slope_mb_per_min": _finite_or_none(middle.slope_mb_per_min),
+        "growth_mb": _finite_or_none(middle.growth_mb),
+        "processes_detecting": sum(v.detected for v in verdicts),
+        "processes": len(verdicts),
+        "reasons": list(middle.reasons),
+    }
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _sample_from_dict(data: Mapping[str, Any]) -> Sample:

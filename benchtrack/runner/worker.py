@@ -37,6 +37,7 @@ class WorkerRequest:
     loops: int | None = None
     uss: bool = False
     peak_probe: str = "auto"
+    mode: str = "measure"  # or "attribute": find what a leaking benchmark keeps
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class WorkerReply:
     samples: list[dict[str, Any]] = field(default_factory=list)
     probes: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def bind_call(instance: BenchmarkInstance) -> tuple[Callable[[], Any], Callable[[], None]]:
@@ -114,10 +116,12 @@ class SampleTaker:
         return values
 
     def memory(self) -> dict[str, float]:
-        gc.collect()
+        with self.gc_probe.suspended():
+            gc.collect()
         values = self.timed(1)
         # tracemalloc slows allocation-heavy code 8-14x, so it runs in a separate, untimed call.
-        gc.collect()
+        with self.gc_probe.suspended():
+            gc.collect()
         tracemalloc.start()
         try:
             self.call()
@@ -125,6 +129,17 @@ class SampleTaker:
         finally:
             tracemalloc.stop()
         values[r.TRACEMALLOC_PEAK] = float(traced_peak)
+        return values
+
+    def leak_batch(self, operations: int, done: int, started: float) -> dict[str, float]:
+        """One batch of operations, then a full collection (ours, not counted as the benchmark's)
+        so the RSS that remains is what the component keeps."""
+        values = self.timed(operations)
+        with self.gc_probe.suspended():
+            gc.collect()
+        values[r.LEAK_RSS] = float(current_rss())
+        values[r.LEAK_OPERATIONS] = float(done + operations)
+        values[r.LEAK_ELAPSED] = time.monotonic() - started
         return values
 
     def _common(self, loops: int, wall_ns: int, cpu_ns: int, rss_before: int, peak: int) -> dict[str, float]:
@@ -137,6 +152,7 @@ class SampleTaker:
             r.RSS_AFTER: float(rss_after),
             r.RSS_PEAK: float(max(peak, rss_before, rss_after)),
             r.GC_PAUSE: delta.pause_ns / loops / 1e9,
+            r.GC_PAUSE_MAX: delta.max_pause_ns / 1e9,
             r.GC_COLLECTED: delta.collected / loops,
             r.GC_UNCOLLECTABLE: delta.uncollectable / loops,
         }
@@ -161,32 +177,103 @@ def tracked_values(reported: object) -> dict[str, float]:
 
 def run_worker(request: WorkerRequest) -> WorkerReply:
     instance = find_instance(Path(request.file), request.name)
+    if request.mode == "attribute":
+        return attribute_leak(instance, request)
+    kind = instance.spec.kind
     peak = make_peak_probe(request.peak_probe)
-    probes = {"peak_rss": peak.name, "tracemalloc": "separate-call" if instance.spec.kind == "memory" else "off"}
+    probes = {"peak_rss": peak.name, "tracemalloc": "separate-call" if kind == "memory" else "off"}
     samples: list[dict[str, Any]] = []
+    details: dict[str, Any] = {}
     loops = request.loops or 1
     try:
         call, teardown = bind_call(instance)
         try:
             with GcProbe() as gc_probe:
                 taker = SampleTaker(call, peak, gc_probe, request.uss or instance.spec.uss)
-                if instance.spec.kind in ("memory", "track"):
-                    loops = 1
-                    take = taker.memory if instance.spec.kind == "memory" else taker.track
-                else:
-                    loops = request.loops or calibrate_loops(call, request.min_sample_time)
-                    take = functools.partial(taker.timed, loops)
+                loops, take = _sampler(taker, instance, request, call)
                 for _ in range(request.warmups):
                     take()
+                gc_probe.clear_pauses()
                 for index in range(request.samples):
                     samples.append({"process": request.process, "index": index, "loops": loops, "values": take()})
+                details = {"gc_pauses_s": [p / 1e9 for p in gc_probe.pauses_ns], "gc_stats": gc.get_stats()}
         finally:
             teardown()
     except Exception as exc:  # noqa: BLE001 - a failing benchmark is a result, not a crash
-        return WorkerReply(loops, samples, probes, describe_exception(exc))
+        return WorkerReply(loops, samples, probes, describe_exception(exc), details)
     finally:
         peak.close()
-    return WorkerReply(loops, samples, probes)
+    return WorkerReply(loops, samples, probes, None, details)
+
+
+def _sampler(taker: SampleTaker, instance: BenchmarkInstance, request: WorkerRequest,
+             call: Callable[[], Any]) -> tuple[int, Callable[[], dict[str, float]]]:
+    """(loops, a zero-argument function taking one sample) for the benchmark's kind."""
+    kind = instance.spec.kind
+    if kind == "memory":
+        return 1, taker.memory
+    if kind == "track":
+        return 1, taker.track
+    if kind == "leak":
+        operations = instance.spec.operations
+        started = time.monotonic()
+        batches = iter(range(1_000_000))
+        return operations, lambda: taker.leak_batch(operations, next(batches) * operations, started)
+    loops = request.loops or calibrate_loops(call, request.min_sample_time)
+    return loops, functools.partial(taker.timed, loops)
+
+
+ATTRIBUTION_TOP = 10
+
+
+def attribute_leak(instance: BenchmarkInstance, request: WorkerRequest) -> WorkerReply:
+    """A separate run (tracemalloc slows everything, so never during measurement): which object
+    types grew in number, and which allocation sites grew, between two snapshots taken after
+    warm-up batches and after the measured ones."""
+    operations = instance.spec.operations
+    call, teardown = bind_call(instance)
+    try:
+        for _ in range(max(request.warmups, 1) * operations):
+            call()
+        gc.collect()
+        tracemalloc.start(10)
+        before_types = _type_counts()
+        before = tracemalloc.take_snapshot()
+        for _ in range(request.samples * operations):
+            call()
+        gc.collect()
+        after_types = _type_counts()  # before the snapshot, whose own objects would count
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+    except Exception as exc:  # noqa: BLE001 - reported as the attribution's error
+        return WorkerReply(operations, [], {}, describe_exception(exc))
+    finally:
+        teardown()
+    total = request.samples * operations
+    # Growth far below one object per hundred operations is our own bookkeeping, not the leak.
+    floor = max(10, total // 100)
+    grown_types = sorted(((after_types[t] - before_types.get(t, 0), t) for t in after_types), reverse=True)
+    ours = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, f"{Path(__file__).parents[1]}/*")]
+    after, before = after.filter_traces(ours), before.filter_traces(ours)
+    sites = [d for d in after.compare_to(before, "lineno") if d.size_diff > 0][:ATTRIBUTION_TOP]
+    details = {
+        "operations": total,
+        "types": [{"type": name, "growth": growth} for growth, name in grown_types[:ATTRIBUTION_TOP] if growth >= floor],
+        "sites": [
+            {"site": f"{d.traceback[0].filename}:{d.traceback[0].lineno}", "size_diff": d.size_diff,
+             "count_diff": d.count_diff}
+            for d in sites
+        ],
+    }
+    return WorkerReply(operations, [], {"tracemalloc": "attribution"}, None, details)
+
+
+def _type_counts() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for obj in gc.get_objects():
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def main(argv: list[str]) -> int:
