@@ -5,8 +5,8 @@ a real store or a fake one."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from benchtrack.baseline_snapshot import BaselineSnapshot

@@ -190,7 +190,10 @@ def _finite(name: object, value: object) -> float:
 
 def dumps_results(results: Iterable[RunResult]) -> str:
     """Serialise; NaN is refused so a file we write is always one we can read back."""
-    return json.dumps([run_result_to_dict(r) for r in results], indent=2, allow_nan=False)
+    try:
+        return json.dumps([run_result_to_dict(r) for r in results], indent=2, allow_nan=False)
+    except ValueError as exc:
+        raise ResultFormatError(f"cannot write results: {exc}") from None
 
 
 def load_results_file(path: Path) -> list[RunResult]:

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import Config, Level, find_levels_file, load_config, select_level
-from benchtrack.errors import TrackingError
+from benchtrack.errors import TrackingError, UsageError
 from benchtrack.results import BenchmarkResult, RunResult, dumps_results
 from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
@@ -76,8 +76,16 @@ def prepare(options: RunOptions) -> tuple[Discovery, Config, Level, list[Plan]]:
         processes=options.processes or level.processes,
         samples=options.samples or level.samples,
     )
+    _check_known(discovery, options.only)
     plans = [make_plan(suite, level, options.only) for suite in discovery.suites]
     return discovery, config, level, [p for p in plans if p.items]
+
+
+def _check_known(discovery: Discovery, only: tuple[str, ...]) -> None:
+    known = {name for suite in discovery.suites for _, inst in suite.instances() for name in (inst.name, inst.spec.name)}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise UsageError(f"unknown benchmark {', '.join(map(repr, unknown))} (see: benchtrack list)")
 
 
 class Session:
@@ -132,7 +140,12 @@ class Session:
             return None
 
     def _spool(self, invocation_id: str, outcomes: list[SuiteOutcome]) -> Path:
+        """Only what the store did not take: importing the file later logs nothing twice."""
+        unsaved = [
+            replace(o.result, benchmarks=tuple(b for b in o.result.benchmarks if b.name not in o.child_run_ids))
+            for o in outcomes
+        ]
         path = self._spool_root / SPOOL_FOLDER / f"{invocation_id}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dumps_results(o.result for o in outcomes), encoding="utf-8")
+        path.write_text(dumps_results(r for r in unsaved if r.benchmarks), encoding="utf-8")
         return path

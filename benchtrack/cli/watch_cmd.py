@@ -97,11 +97,7 @@ def watch_command(
     warmup_s = _parse_warmup(warmup)
     config = _config(levels_file)
     chosen = select_level(config.levels, level)
-    uri = None
-    if not no_track:
-        from benchtrack.tracking.uri import resolve_tracking_uri
-
-        uri = resolve_tracking_uri(tracking_uri)  # a malformed URI fails now, not after the watch
+    uri = None if no_track else _tracking_uri(tracking_uri)  # a malformed URI fails now, not after the watch
     target = _make_target(pid, cgroup, container, docker_url, command)
     stderr = Console(stderr=True)
     try:
@@ -143,6 +139,12 @@ def watch_command(
 
 
 # --- inputs ------------------------------------------------------------------------------------
+
+
+def _tracking_uri(option: str | None) -> str:
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    return resolve_tracking_uri(option)
 
 
 def _parse_warmup(text: str | None) -> float | None:

@@ -23,6 +23,7 @@ A kill seen both ways (exit 137 seen, then the restart it caused) is reported on
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -220,12 +221,26 @@ def _connect(docker_url: str | None) -> tuple[Any, str]:
     except docker.errors.DockerException as exc:
         raise UsageError(f"not a usable Docker API address: {url} ({_one_line(exc)}; "
                          "expected unix:///path/to.sock or tcp://host:port)") from None
+    unreachable = UsageError(f"cannot reach a Docker API at {url}: start `podman system service` or Docker"
+                             f"{_socket_hint(url)}")
+    if url.startswith("unix://") and not _unix_socket_accepts(Path(url.removeprefix("unix://"))):
+        # Checked here: the SDK leaks its socket when connecting to a unix socket fails.
+        raise unreachable
     try:
         client = docker.DockerClient(timeout=API_TIMEOUT_S, **kwargs)  # asks the engine its API version
     except (docker.errors.DockerException, *_transport_errors()):
-        raise UsageError(f"cannot reach a Docker API at {url}: start `podman system service` or Docker"
-                         f"{_socket_hint(url)}") from None
+        raise unreachable from None
     return client, url
+
+
+def _unix_socket_accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(API_TIMEOUT_S)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _socket_hint(url: str) -> str:

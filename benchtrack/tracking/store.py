@@ -458,6 +458,8 @@ def _use_write_ahead_log(db_path: Path) -> None:
 
 def _check_sqlite_location(db_path: Path) -> None:
     folder = db_path.parent
+    if folder.exists() and not folder.is_dir():
+        raise TrackingError(f"cannot create the tracking store {db_path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise TrackingError(f"cannot create the tracking store {db_path}: folder {folder} does not exist")
     if db_path.exists() and not os.access(db_path, os.W_OK):
