@@ -4,8 +4,9 @@
 # calling shell. Idempotent and quiet: does nothing when both are installed, runs
 # `apt-get update` only when the package lists do not know podman yet, prints only on failure.
 #
-# No recommends: the tests run podman as root with --network none and --storage-driver vfs
-# (see tests/container_support.py), so slirp4netns, fuse-overlayfs, uidmap and buildah are not
+# Recommends are kept: that is the combination the tests were run with here. Strictly, the
+# tests run podman as root with --network none and --storage-driver vfs (see
+# tests/container_support.py), so slirp4netns, fuse-overlayfs, uidmap and buildah may not be
 # needed. runc is named because the tests use --runtime runc (crun refuses hybrid cgroups).
 
 install_container_tools() (
@@ -33,7 +34,7 @@ install_container_tools() (
         || apt-cache policy podman runc 2>/dev/null | grep -q 'Candidate: (none)'; then
         $as_root apt-get update -qq >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
     fi
-    $as_root apt-get install -y -qq --no-install-recommends podman runc >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    $as_root apt-get install -y -qq podman runc >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 )
 
 install_container_tools

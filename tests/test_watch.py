@@ -264,7 +264,7 @@ def test_four_real_children_watched_concurrently_only_the_leak_is_called_a_leak(
     def follow(name: str) -> None:
         try:
             timelines[name] = watch(ProcessTarget(children[name].pid), interval_s=0.25, duration_s=30.0)
-        except BaseException as exc:  # surfaced below, in the test's thread
+        except Exception as exc:  # noqa: BLE001 - surfaced below, in the test's thread
             errors.append(exc)
 
     threads = [threading.Thread(target=follow, args=(name,)) for name in shapes]
@@ -360,7 +360,8 @@ def test_watching_a_leaking_command_fails_at_minor_and_logs_the_run_to_mlflow(
     # Real timestamps: each point is stamped at started_at + its measured time.
     assert [m.timestamp for m in history] == [round((timeline.started_at + t) * 1000) for t in timeline.times_s]
     if charts_available():
-        assert chart.is_file() and chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert chart.is_file()
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "timeline.png" in artifacts
     else:
         assert "charts are not available" in result.stderr
@@ -536,7 +537,9 @@ def test_a_real_oom_kill_in_a_v1_memory_cgroup_is_reported(invoke: Any) -> None:
         assert 30 < document["peak_mb"] <= 64
         assert document["end_mb"] < document["peak_mb"]  # the kill gave the memory back
         after = CgroupTarget(group).read()
-        assert after.extra["failcnt"] > 0
+        # failcnt is no OOM signal: with memory.memsw.limit_in_bytes set too, this kernel (6.18)
+        # leaves failcnt (and memsw.failcnt) at 0 through the kill; oom_kill is what counts.
+        assert "failcnt" in after.extra
         assert after.extra["oom_kill"] == 1
         assert after.extra["processes"] == 0
 

@@ -57,21 +57,21 @@ def watch_command(
     docker_url: Annotated[
         str | None,
         typer.Option("--docker-url",
-                     help="Container engine API [default: $DOCKER_HOST, else unix:///run/podman/podman.sock if it exists, "
-                          "else the docker default]."),
+                     help="Container engine API (default: $DOCKER_HOST, else unix:///run/podman/podman.sock if it exists, "
+                          "else the docker default)."),
     ] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between samples: seconds (0.5) or 1s, 1m.")] = "1",
     duration: Annotated[
-        str | None, typer.Option("--duration", help="Stop after this long (30, 30s, 5m, 1h) [default: until the target exits].")
+        str | None, typer.Option("--duration", help="Stop after this long: 30, 30s, 5m, 1h (default: when the target exits).")
     ] = None,
     warmup: Annotated[
-        str | None, typer.Option("--warmup", help="Seconds discarded before the leak analysis [default: 20% of the run].")
+        str | None, typer.Option("--warmup", help="Seconds discarded before the leak analysis (default: 20% of the run).")
     ] = None,
     level: Annotated[
-        str, typer.Option("--level", "-l", help="Level whose fail_on applies (leak thresholds come from [memory]).")
+        str, typer.Option("--level", "-l", help="Level whose fail_on applies (leak thresholds: the levels file's memory table).")
     ] = "comprehensive",
     levels_file: Annotated[
-        Path | None, typer.Option("--levels", help="levels.toml [default: experiments/levels.toml if present].")
+        Path | None, typer.Option("--levels", help="levels.toml (default: experiments/levels.toml if present).")
     ] = None,
     tracking_uri: TrackingUriOption = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Watch and report without logging to MLflow.")] = False,

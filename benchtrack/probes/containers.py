@@ -248,6 +248,8 @@ def _socket_hint(url: str) -> str:
         path = Path(url.removeprefix("unix://"))
         if not path.exists():
             return f" (no socket at {path})"
+        if not path.is_socket():
+            return f" ({path} is not a socket)"
         if not os.access(path, os.R_OK | os.W_OK):
             return f" (no permission to use {path})"
     return ""
