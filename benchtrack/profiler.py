@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import math
 import os
 import threading
@@ -353,7 +354,7 @@ class MemoryProfiler:
         """Measured spacing of consecutive readings, seconds (boundary readings included)."""
         with self._lock:
             times = list(self._times)
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(times)]
 
     def leak_verdict(self, thresholds: LeakThresholds | None = None, **options: Any) -> LeakVerdict:
         """Trend verdict on the readings (:func:`benchtrack.analysis.leaks.detect_leak`; ``options``

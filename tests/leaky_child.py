@@ -5,9 +5,9 @@
     python leaky_child.py sawtooth [MB] [PERIOD_S]  ramps up MB (40) over PERIOD_S (3 s), frees it all, again
     python leaky_child.py steady [MB]          holds MB (20) and churns small objects without growth
     python leaky_child.py hog MB [DELAY_S]     waits DELAY_S (1), then grabs MB quickly (to hit a limit)
-    python leaky_child.py tree PIDFILE         spawns a grandchild that ignores SIGTERM, writes both
-                                               pids to PIDFILE, then waits forever
-    python leaky_child.py stubborn             ignores SIGTERM and sleeps (the grandchild of "tree")
+    python leaky_child.py tree PIDFILE [stubborn]   spawns a grandchild ("steady 5", or "stubborn"),
+                                               writes both pids to PIDFILE, then waits forever
+    python leaky_child.py stubborn             ignores SIGTERM and sleeps
 
 Memory comes from anonymous mmaps whose every page is written, so RSS really moves, and is given
 back with munmap (malloc's heap would keep freed memory and hide a sawtooth). Allocation follows
@@ -89,9 +89,9 @@ def _floats(args: list[str], *defaults: float) -> list[float]:
     return [float(args[i]) if i < len(args) else default for i, default in enumerate(defaults)]
 
 
-def tree(pidfile: Path) -> None:
-    grandchild = subprocess.Popen([sys.executable, __file__, "stubborn"])
-    time.sleep(0.3)  # let it install its handler
+def tree(pidfile: Path, grandchild_shape: list[str]) -> None:
+    grandchild = subprocess.Popen([sys.executable, __file__, *(grandchild_shape or ["steady", "5"])])
+    time.sleep(0.3)  # let it start (and install its handler)
     pidfile.write_text(f"{os.getpid()} {grandchild.pid}\n", encoding="ascii")
     while True:
         time.sleep(1)
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit(__doc__)
     shape, args = argv[0], argv[1:]
     if shape == "tree":
-        tree(Path(args[0]))
+        tree(Path(args[0]), args[1:])
     elif shape == "stubborn":
         stubborn()
     else:

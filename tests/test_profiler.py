@@ -6,6 +6,7 @@ Timing assertions are ranges (a factor either side), never speeds."""
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import statistics
 import subprocess
@@ -115,10 +116,10 @@ def test_readings_carry_their_real_timestamps_under_a_cpu_bound_thread() -> None
         _busy(1.0)
     timeline = profiler.timeline
     times = timeline.times_s
-    assert all(b > a for a, b in zip(times, times[1:], strict=False))  # strictly increasing
+    assert all(b > a for a, b in itertools.pairwise(times))  # strictly increasing
     assert len(times) == len(timeline.memory_bytes)
     assert 8 <= len(times) <= 60  # ~21 at 50 ms over 1 s
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert 0.5 * requested <= statistics.median(gaps) <= 3 * requested
     assert profiler.intervals() == pytest.approx(gaps)
     assert times[0] < 0.5
@@ -181,9 +182,16 @@ def test_phases_left_open_are_closed_at_the_final_reading() -> None:
 
 def test_the_thread_stops_on_exit_even_when_the_body_raises() -> None:
     profiler = MemoryProfiler(interval=0.01)
-    with pytest.raises(KeyError), profiler, profiler.phase("failing"):
-        assert profiler.thread_alive
-        raise KeyError("boom")
+    alive_inside = []
+
+    def failing_body() -> None:
+        with profiler, profiler.phase("failing"):
+            alive_inside.append(profiler.thread_alive)
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        failing_body()
+    assert alive_inside == [True]
     assert not profiler.thread_alive
     assert not profiler.running
     assert _profiler_threads() == []
@@ -255,7 +263,8 @@ def test_track_children_adds_the_rss_of_child_processes() -> None:
             "print('ready', flush=True)\nsys.stdin.read()\n")
     with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                           text=True) as child:
-        assert child.stdin is not None and child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout is not None
         try:
             assert child.stdout.readline().strip() == "ready"
             with MemoryProfiler(interval=0.05, track_children=True) as with_children:

@@ -218,7 +218,7 @@ def test_nan_in_a_file_is_rejected(tmp_path: Path) -> None:
 def test_writing_nan_is_refused() -> None:
     bad = _run((BenchmarkResult(name="b", benchmark="b", file="f", kind="time",
                                 samples=(Sample(0, 0, 1, {"wall_s": float("nan")}),)),))
-    with pytest.raises(ValueError, match="not JSON compliant"):
+    with pytest.raises(ResultFormatError, match="not JSON compliant"):
         dumps_results([bad])
 
 

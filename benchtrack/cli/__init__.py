@@ -46,7 +46,7 @@ class PeakProbeName(str, Enum):
 TrackingUriOption = Annotated[
     str | None,
     typer.Option("--tracking-uri",
-                 help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db]."),
+                 help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)."),
 ]
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")
@@ -272,7 +272,9 @@ def ui_command(
         raise BenchtrackError(f"no store at {db} yet: run `benchtrack run` first")
     quiet_mlflow_environment()
     typer.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C to stop)", err=True)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    # One worker: the default four each import mlflow (~3 s) and slow start-up on small machines.
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+               "--workers", "1"]
     try:
         code = subprocess.call(command, env=os.environ.copy())
     except KeyboardInterrupt:
@@ -286,7 +288,7 @@ def import_command(
     file: Annotated[Path, typer.Argument(help="A benchtrack, pytest-benchmark (--benchmark-json) or pyperf result file.")],
     fingerprint: Annotated[
         str | None,
-        typer.Option("--fingerprint", help="Machine fingerprint to file foreign results under [default: this machine]."),
+        typer.Option("--fingerprint", help="Machine fingerprint to file foreign results under (default: this machine)."),
     ] = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
@@ -323,5 +325,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app`; imported last because they import from here.
-from benchtrack.cli import compare_cmd  # noqa: E402, F401
-from benchtrack.cli import watch_cmd as watch_cmd  # noqa: E402
+from benchtrack.cli import compare_cmd, watch_cmd  # noqa: E402, F401

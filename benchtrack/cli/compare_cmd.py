@@ -27,8 +27,9 @@ from benchtrack.errors import UsageError
 baseline_app = typer.Typer(help="Show, promote, list and export baselines.", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
 
+NOT_SUITES = frozenset({"watch", "profiles"})  # experiments of `benchtrack watch` and MemoryProfiler
 LevelsOption = Annotated[
-    Path | None, typer.Option("--levels", help="levels.toml with thresholds [default: experiments/levels.toml if present].")
+    Path | None, typer.Option("--levels", help="levels.toml with thresholds (default: experiments/levels.toml if present).")
 ]
 
 
@@ -142,9 +143,9 @@ def _this_machine(branch: str | None, fingerprint: str | None) -> tuple[str, str
     return branch or git_info(Path.cwd()).branch or "main", fingerprint or machine_fingerprint()
 
 
-BranchOption = Annotated[str | None, typer.Option("--branch", help="Baseline branch [default: levels.toml's baseline branch].")]
-FingerprintOption = Annotated[str | None, typer.Option("--fingerprint", help="Machine fingerprint [default: this machine].")]
-SuiteOption = Annotated[str | None, typer.Option("--suite", help="Suite name [default: every suite in the store].")]
+BranchOption = Annotated[str | None, typer.Option("--branch", help="Baseline branch (default: levels.toml's baseline branch).")]
+FingerprintOption = Annotated[str | None, typer.Option("--fingerprint", help="Machine fingerprint (default: this machine).")]
+SuiteOption = Annotated[str | None, typer.Option("--suite", help="Suite name (default: every suite in the store).")]
 
 
 def _suites(store: Any, suite: str | None) -> list[str]:
@@ -153,7 +154,8 @@ def _suites(store: Any, suite: str | None) -> list[str]:
     from benchtrack.tracking.store import EXPERIMENT_PREFIX
 
     names = [e.name for e in store.client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")]
-    return sorted(n.removeprefix(EXPERIMENT_PREFIX) for n in names if not n.startswith(EXPERIMENT_PREFIX + "_"))
+    suites = (n.removeprefix(EXPERIMENT_PREFIX) for n in names)
+    return sorted(s for s in suites if not s.startswith("_") and s not in NOT_SUITES)
 
 
 @baseline_app.command("show")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import tempfile
 import time
 import uuid
@@ -39,8 +38,6 @@ from benchtrack.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FormatOption, Outpu
 from benchtrack.errors import BenchtrackError, TrackingError, UsageError
 
 WATCH_SCHEMA = "benchtrack.watch/1"
-PODMAN_SOCKET = Path("/run/podman/podman.sock")
-DOCKER_DEFAULT_URL = "unix:///var/run/docker.sock"
 UNSAVED_FOLDER = Path(".benchtrack") / "unsaved"
 
 
@@ -114,10 +111,11 @@ def watch_command(
     exit_code = getattr(target, "exit_code", None)
     summary = summarize_timeline(timeline)
     kind = target_kind(target)
-    chart_path, chart_note = _draw_chart(timeline, leak, chart, uri is not None)
     run_id, tracking_note = None, None
-    if uri is not None:
-        run_id, tracking_note = _log(uri, timeline, leak, kind, chosen.name, interval_s, chart_path)
+    with tempfile.TemporaryDirectory(prefix="benchtrack-watch-") as scratch:
+        chart_path, chart_note = _draw_chart(timeline, leak, chart, Path(scratch) if uri else None)
+        if uri is not None:
+            run_id, tracking_note = _log(uri, timeline, leak, kind, chosen.name, interval_s, chart_path)
     failing = leak.detected and chosen.fails(leak.severity)
     if output_format is OutputFormat.json:
         document = watch_document(timeline, leak, summary.as_dict(), kind=kind, level=chosen.name, exit_code=exit_code,
@@ -169,14 +167,6 @@ def _config(levels_file: Path | None) -> Any:
     return load_config(find_levels_file(experiments) if experiments.is_dir() else None)
 
 
-def default_docker_url() -> str:
-    """$DOCKER_HOST, else podman's socket when it exists, else docker's default socket."""
-    url = os.environ.get("DOCKER_HOST")
-    if url:
-        return url
-    return f"unix://{PODMAN_SOCKET}" if PODMAN_SOCKET.exists() else DOCKER_DEFAULT_URL
-
-
 def _make_target(pid: int | None, cgroup: str | None, container: str | None, docker_url: str | None,
                  command: list[str]) -> Any:
     from benchtrack.probes.targets import CgroupTarget, CommandTarget, ProcessTarget
@@ -194,11 +184,11 @@ def _make_target(pid: int | None, cgroup: str | None, container: str | None, doc
     if cgroup is not None:
         return CgroupTarget(cgroup)
     if container is not None:
-        return _container_target(container, docker_url or default_docker_url())
+        return _container_target(container, docker_url)
     return CommandTarget(command)
 
 
-def _container_target(name: str, docker_url: str) -> Any:
+def _container_target(name: str, docker_url: str | None) -> Any:
     try:
         from benchtrack.probes.containers import make_container_target
     except ImportError as exc:
@@ -209,7 +199,7 @@ def _container_target(name: str, docker_url: str) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 - the docker SDK raises many kinds; all mean "not reachable"
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise UsageError(f"cannot reach the container engine at {docker_url}: {text}") from None
+        raise UsageError(f"cannot reach the container engine at {docker_url or 'the default address'}: {text}") from None
 
 
 # --- progress, chart, tracking -----------------------------------------------------------------
@@ -235,15 +225,16 @@ def _live_progress(console: Console, description: str, duration_s: float | None)
         yield on_sample
 
 
-def _draw_chart(timeline: Any, leak: Any, chart: Path | None, for_tracking: bool) -> tuple[Path | None, str | None]:
-    """The PNG (benchtrack.report.charts), at --chart or in a temp file for the MLflow run."""
-    if chart is None and not for_tracking:
+def _draw_chart(timeline: Any, leak: Any, chart: Path | None, scratch: Path | None) -> tuple[Path | None, str | None]:
+    """The PNG (benchtrack.report.charts), at --chart, else in ``scratch`` for the MLflow run
+    (None: not tracked); returns (path or None, warning or None)."""
+    if chart is None and scratch is None:
         return None, None
     try:
         from benchtrack.report.charts import timeline_chart
     except ImportError:
         return None, "charts are not available in this build (benchtrack.report.charts); no PNG drawn" if chart else None
-    path = chart if chart is not None else Path(tempfile.mkdtemp(prefix="benchtrack-watch-")) / "timeline.png"
+    path = chart if chart is not None else Path(str(scratch)) / "timeline.png"
     try:
         return timeline_chart(timeline, path, title=f"memory of {timeline.target}", leak=leak), None
     except Exception as exc:  # noqa: BLE001 - a chart must never cost the measurement

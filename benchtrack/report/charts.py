@@ -89,7 +89,7 @@ def timeline_chart(timeline: Timeline, path: Path, *, title: str, leak: LeakVerd
     rate_handles, rate_labels = rate_ax.get_legend_handles_labels()
     if handles or rate_handles:
         figure.legend([*handles, *rate_handles], [*labels, *rate_labels], loc="outside lower center",
-                      ncol=min(6, len(handles) + len(rate_handles)), fontsize=9, frameon=False)
+                      ncol=min(4, len(handles) + len(rate_handles)), fontsize=9, frameon=False)
     try:
         figure.savefig(path, format="png")
     finally:
@@ -151,7 +151,7 @@ def _subtitle(timeline: Timeline, times: _FloatArray, mb: _FloatArray, leak: Lea
         interval_ms = float(np.median(np.diff(times))) * 1000.0
         lines[0] += f" over {_duration(float(times[-1] - times[0]))}, median interval {_duration(interval_ms / 1000)}"
     if mb.size:
-        lines.append(f"start {mb[0]:,.1f} MB  →  end {mb[-1]:,.1f} MB  (change {mb[-1] - mb[0]:+,.1f} MB),"
+        lines.append(f"start {mb[0]:,.1f} MB  →  end {mb[-1]:,.1f} MB  (change {round(float(mb[-1] - mb[0]), 1) + 0.0:+,.1f} MB),"
                      f"  peak {mb.max():,.1f} MB")
     if leak is not None:
         lines.append(_leak_line(leak))

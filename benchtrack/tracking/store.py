@@ -355,7 +355,9 @@ def _samples_per_process(bench: BenchmarkResult) -> int:
 
 
 def _single_benchmark_result(run: RunResult, bench: BenchmarkResult) -> RunResult:
-    return RunResult(run.suite, run.level, run.started_at, run.finished_at, run.metadata, (bench,))
+    """The benchmark as its own result; a run still in progress ends when this benchmark did."""
+    finished = run.finished_at if run.finished_at > run.started_at else time.time()
+    return RunResult(run.suite, run.level, run.started_at, finished, run.metadata, (bench,))
 
 
 def _clip_tags(tags: Mapping[str, str]) -> dict[str, str]:
