@@ -30,6 +30,7 @@ loads neither numpy nor matplotlib nor mlflow; each is imported when its method 
 
 from __future__ import annotations
 
+import array
 import contextlib
 import gc
 import itertools
@@ -172,8 +173,11 @@ class MemoryProfiler:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._times: list[float] = []
-        self._rss: list[float] = []
+        # C arrays, not lists: a list would keep one Python float per sample, allocated among the
+        # profiled program's objects, and those survivors pin the arenas its freed objects lived
+        # in, so memory the program released would still look resident.
+        self._times = array.array("d")
+        self._rss = array.array("d")
         self._open: list[_OpenPhase] = []
         self._closed: list[_ClosedPhase] = []
         self._t0 = 0.0

@@ -462,7 +462,7 @@ REPO_LEVELS = """\
 schema = "benchtrack.levels/1"
 
 [levels.quick]
-processes = 2
+processes = 3
 samples = 5
 warmups = 0
 min_sample_time = 0.001
@@ -509,10 +509,13 @@ def _commit(repo: Path, message: str) -> str:
 
 @pytest.fixture(scope="module")
 def measured_repo(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> MeasuredRepo:
-    """A repository on main with three commits, each measured once by `benchtrack run` (2 workers x
-    5 samples: five is the fewest the trimmed mean trims, so one preempted sample per process does
-    not decide a verdict) into one store: the first, a docs-only change, and one making `work` 30x
-    slower (on this shared 2-core machine whole processes run 2x slow at times; 30x stays clear)."""
+    """A repository on main with three commits, each measured once by `benchtrack run` into one
+    store: the first, a docs-only change, and one making `work` 30x slower.
+
+    Tiny, but not smaller: on a shared 2-core machine whole worker processes run 2x slow at times.
+    With 2 processes a side the spread has 1 degree of freedom and a 10x slowdown came out
+    inconclusive about once in twenty runs; 3 processes, 5 samples (the fewest the trimmed mean
+    trims, so one preempted sample does not move a process) and 30x keep the verdict clear."""
     repo = tmp_path_factory.mktemp("repo")
     store_uri = fresh_store_uri(store_template, tmp_path_factory.mktemp("repo-store"))
     write_bench_folder(repo / "bench", {"bench_work.py": BENCH_SOURCE.format(factor=1)}, REPO_LEVELS)

@@ -349,3 +349,17 @@ def test_log_to_mlflow_into_a_named_experiment(store_uri: str, open_client: Any)
     assert "phase.odd name: _1 _x_.peak_mb" in run.data.metrics
     again = profiler.log_to_mlflow(tracking_uri=store_uri, experiment="team profiles")
     assert client.get_run(again).info.experiment_id == run.info.experiment_id
+
+
+def test_the_profilers_own_samples_do_not_keep_freed_small_objects_resident() -> None:
+    """Samples kept as Python floats land among the program's small objects and pin their
+    arenas after the program frees them (measured: ~36 of 132 MB stayed resident)."""
+    with MemoryProfiler(interval=0.001) as profiler:
+        with profiler.phase("load"):
+            load = [{"id": i, "payload": "x" * 100, "tags": [i, i + 1]} for i in range(300_000)]
+        with profiler.phase("free"):
+            del load
+            gc.collect()
+    stats = profiler.phase_stats()
+    assert stats["load"].delta_mb > 50
+    assert -stats["free"].delta_mb >= 0.9 * stats["load"].delta_mb
