@@ -109,11 +109,11 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"{path}: [benchmarks] must be a table of benchmark names")
     per_benchmark = {
         str(name): _parse_thresholds(
-            path, f"benchmarks.{name}.thresholds", _table(path, f"benchmarks.{name}", table).get("thresholds", {})
+            path, f"benchmarks.{name}.thresholds", _known(path, f"benchmarks.{name}", table, {"thresholds"}).get("thresholds", {})
         )
         for name, table in benchmarks.items()
     }
-    baseline = _table(path, "baseline", data.get("baseline", {}))
+    baseline = _known(path, "baseline", data.get("baseline", {}), {"branch", "alpha"})
     memory = _table(path, "memory", data.get("memory", {}))
     return Config(
         levels={name: _parse_level(path, name, table, defaults) for name, table in levels.items()},
@@ -219,6 +219,14 @@ def _parse_thresholds(path: Path, where: str, table: Any) -> dict[str, Threshold
         key = "memory" if family == "memory_mb" else family
         parsed[key] = Thresholds(minor, major, critical, scale=_FAMILIES[family])  # type: ignore[arg-type]
     return parsed
+
+
+def _known(path: Path, where: str, value: Any, keys: set[str]) -> dict[str, Any]:
+    table = _table(path, where, value)
+    unknown = set(table) - keys
+    if unknown:
+        raise ConfigError(f"{path}: [{where}] has unknown keys: {', '.join(sorted(unknown))}")
+    return table
 
 
 def _table(path: Path, where: str, value: Any) -> dict[str, Any]:

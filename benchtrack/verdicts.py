@@ -73,6 +73,10 @@ def compare_results(
         runs = history.get(name, ())
         raw.extend(_compare_benchmark(name, base, cand, settings, runs))
         anomalies[name] = _anomaly(cand, runs, seed)
+    for name in sorted(set(candidate) - set(baseline)):
+        # No baseline yet, but history may exist: a first baseline must not be an anomalous run.
+        if candidate[name].ok and candidate[name].samples and history.get(name):
+            anomalies[name] = _anomaly(candidate[name], history[name], seed)
     adjusted = _adjust(raw, config, level, candidate)
     return Report(
         comparisons=tuple(adjusted),

@@ -34,6 +34,7 @@ Scale = Literal["relative", "absolute"]
 SEVERITIES: tuple[Severity, ...] = ("none", "minor", "major", "critical")
 MIB = 1024.0 * 1024.0
 TRIM = 0.2
+OUTLYING_RUN_MADS = 5.0
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,16 @@ class History:
         return sum((r.processes - 1) * r.process_variance for r in usable) / df, df
 
     def centre_variance(self) -> float:
-        return float(np.var([r.centre for r in self.runs], ddof=1))
+        """Variance of the run centres, leaving out runs far from the rest (beyond 5 scaled MADs):
+        a regressed run that landed on the branch must not pass for noise and hide the same
+        regression in every later comparison; on clean history nothing is left out."""
+        centres = np.array([r.centre for r in self.runs])
+        median = float(np.median(centres))
+        scale = 1.4826 * float(np.median(np.abs(centres - median)))
+        kept = centres[np.abs(centres - median) <= OUTLYING_RUN_MADS * scale] if scale > 0 else centres
+        if len(kept) < 3:
+            return scale**2
+        return float(np.var(kept, ddof=1))
 
 
 @dataclass(frozen=True)
@@ -324,9 +334,12 @@ def _exact(benchmark: str, spec: MetricSpec, base: _Estimate, cand: _Estimate, d
     )
 
 
+MAX_LOG_CHANGE = 50.0  # e^50: beyond any real change; keeps absurd spreads finite
+
+
 def _relative(difference: float, base_centre: float, log_scale: bool) -> float:
     if log_scale:
-        return math.expm1(difference)
+        return math.expm1(max(-MAX_LOG_CHANGE, min(MAX_LOG_CHANGE, difference)))
     return difference / abs(base_centre) if base_centre else (0.0 if difference == 0 else math.copysign(1.0, difference))
 
 

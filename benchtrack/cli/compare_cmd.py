@@ -51,9 +51,14 @@ class _LazyStore:
 
     def __call__(self) -> Any:
         if self.store is None:
-            from benchtrack.tracking.uri import resolve_tracking_uri
+            from benchtrack.tracking.uri import resolve_tracking_uri, sqlite_path
 
-            self.store = _open_store(resolve_tracking_uri(self._uri))
+            uri = resolve_tracking_uri(self._uri)
+            database = sqlite_path(uri)
+            if database is not None and not database.exists():
+                # Reading a run from a store that does not exist: say so, don't create an empty one.
+                raise UsageError(f"no tracking store at {database}: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+            self.store = _open_store(uri)
         return self.store
 
 
