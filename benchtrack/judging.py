@@ -4,7 +4,7 @@ a real store or a fake one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,23 +76,25 @@ def memory_checks(bench: BenchmarkResult, config: Config) -> list[MemoryCheck]:
 
 
 def judge(invocation: Invocation, config: Config, level: Level, store: Any | None, registry: Registry | None,
-          snapshot: BaselineSnapshot | None) -> list[SuiteJudgement]:
-    return [_judge_suite(outcome, config, level, store, registry, snapshot) for outcome in invocation.suites]
+          snapshots: Sequence[BaselineSnapshot] = ()) -> list[SuiteJudgement]:
+    """With snapshots, each suite is judged against the snapshot of that suite (and nothing is
+    promoted); otherwise against the store's current baselines."""
+    return [_judge_suite(outcome, config, level, store, registry, snapshots) for outcome in invocation.suites]
 
 
 def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any | None,
-                 registry: Registry | None, snapshot: BaselineSnapshot | None) -> SuiteJudgement:
+                 registry: Registry | None, snapshots: Sequence[BaselineSnapshot]) -> SuiteJudgement:
     run = outcome.result
     fingerprint = run.metadata.get("benchtrack.machine.fingerprint", "")
     candidate = {b.name: b for b in run.benchmarks}
-    baseline, source = _baselines(run.suite, config, fingerprint, store, registry, snapshot)
+    baseline, source = _baselines(run.suite, config, fingerprint, store, registry, snapshots)
     history = {}
     if store is not None:
         exclude = frozenset(filter(None, [outcome.parent_run_id]))
         history = store.history(run.suite, config.baseline_branch, fingerprint, exclude=exclude)
     report = compare_results(baseline, candidate, config, level, history)
     promotions: dict[str, PromotionDecision] = {}
-    if registry is not None and snapshot is None:
+    if registry is not None and not snapshots:
         for bench in run.benchmarks:
             decision = promotion_decision(level, config, run.metadata, bench, bench.name in baseline, report)
             if decision.promote and any(not c.passed for c in memory_checks(bench, config)):
@@ -106,10 +108,11 @@ def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any
 
 
 def _baselines(suite: str, config: Config, fingerprint: str, store: Any | None, registry: Registry | None,
-               snapshot: BaselineSnapshot | None) -> tuple[dict[str, BenchmarkResult], str]:
-    if snapshot is not None:
-        entries = {e.benchmark: e.result.benchmarks[0] for e in snapshot.entries if e.result.suite == suite}
-        return entries, "snapshot"
+               snapshots: Sequence[BaselineSnapshot]) -> tuple[dict[str, BenchmarkResult], str]:
+    if snapshots:
+        mine = [snapshot for snapshot in snapshots if snapshot.suite == suite]
+        entries = {e.benchmark: e.result.benchmarks[0] for snapshot in mine for e in snapshot.entries}
+        return entries, f"snapshot ({mine[0].branch})" if mine else "no snapshot of this suite"
     if registry is None or store is None:
         return {}, "none"
     records = registry.current_for(suite, config.baseline_branch, fingerprint)

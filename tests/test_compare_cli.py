@@ -671,7 +671,7 @@ def test_exported_baselines_judge_a_run_without_a_store(in_repo: MeasuredRepo, t
     result = invoke_cli(["run", "bench", "--baseline", snapshot, "--no-track", "--format", "json"])
     assert result.exit_code in (0, 1), result  # 2 processes a side and no history: 10x may still be inconclusive
     verdicts = one_document(result)["verdicts"]["bench"]
-    check_compare_document(verdicts, "snapshot", "this run")
+    check_compare_document(verdicts, "snapshot (main)", "this run")
     assert benchmarks_of(verdicts) == {"work", "steady"}
     work = comparison(verdicts, "work")
     assert work["change"] > 3.0

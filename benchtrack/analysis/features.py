@@ -16,7 +16,6 @@ GC_COLLECTIONS = "gc_collections"
 # one query instead of downloading every earlier run's samples.
 HISTORY_CENTRE = "history.{metric}.centre"
 HISTORY_PROCESS_VARIANCE = "history.{metric}.process_variance"
-ANOMALY_FEATURES = ("centre", "spread", "peak_rss", "gc_pause", "between_process_cv")
 
 
 def metric_side(bench: BenchmarkResult, metric: str) -> Side | None:

@@ -88,7 +88,8 @@ def run_command(
     no_track: Annotated[bool, typer.Option("--no-track", help="Measure and report without logging to MLflow.")] = False,
     peak_probe: Annotated[PeakProbeName, typer.Option(help="How peak RSS is measured per sample.")] = PeakProbeName.auto,
     baseline: Annotated[
-        Path | None, typer.Option("--baseline", help="Compare with this baseline snapshot (baselines/*.json), not the store's.")
+        list[Path] | None,
+        typer.Option("--baseline", help="Compare with baseline snapshots (baselines/*.json, repeatable), not the store's."),
     ] = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
@@ -108,7 +109,7 @@ def run_command(
     options = RunOptions(folder=folder, level=level, only=tuple(benchmark or ()), processes=processes,
                          samples=samples, peak_probe=peak_probe.value)
     discovery, config, chosen_level, plans = prepare(options)
-    snapshot = _load_snapshot(baseline) if baseline else None
+    snapshots = [_load_snapshot(path) for path in baseline or ()]
     if options.only and not plans:
         raise BenchtrackError(f"no benchmark named {', '.join(options.only)} at level {level!r}")
     uri = None if no_track else resolve_tracking_uri(tracking_uri)
@@ -128,7 +129,7 @@ def run_command(
         invocation = session.run(options, discovery, chosen_level, plans)
     if output is not None:
         output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
-    judgements = _judge(invocation, config, chosen_level, store, snapshot)
+    judgements = _judge(invocation, config, chosen_level, store, snapshots)
     if output_format is OutputFormat.json:
         document = invocation_document(invocation, uri)
         document["verdicts"] = {j.suite: compare_document(j.report, chosen_level, j.baseline_source, "this run", j.promotions)
@@ -161,8 +162,8 @@ def _load_snapshot(path: Path) -> Any:
     return load_snapshot(path)
 
 
-def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshot: Any) -> list[Any]:
-    """Verdicts against the current baselines (or a snapshot); skipped when the store failed."""
+def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list[Any]) -> list[Any]:
+    """Verdicts against the current baselines (or snapshots); skipped when the store failed."""
     from benchtrack.judging import judge
 
     if invocation.tracking_error:
@@ -172,7 +173,7 @@ def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshot: Any) 
         from benchtrack.tracking.baselines import BaselineRegistry
 
         registry = BaselineRegistry(store)
-    return judge(invocation, config, level, store, registry, snapshot)
+    return judge(invocation, config, level, store, registry, snapshots)
 
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:

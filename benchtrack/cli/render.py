@@ -17,8 +17,6 @@ from benchtrack.results import BenchmarkResult
 from benchtrack.session import Invocation
 
 RUN_SCHEMA = "benchtrack.run/1"
-LIST_SCHEMA = "benchtrack.list/1"
-CHECK_SCHEMA = "benchtrack.check/1"
 
 
 def format_seconds(value: float) -> str:

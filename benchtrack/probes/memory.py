@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Protocol
 
 import psutil
@@ -126,6 +125,3 @@ def make_peak_probe(name: str = "auto") -> PeakRssProbe:
         raise OSError("the kernel peak-RSS mark cannot be reset on this system")
     return SamplerThread()
 
-
-def monotonic_s() -> float:
-    return time.monotonic()
