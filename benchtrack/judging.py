@@ -93,17 +93,18 @@ def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any
         exclude = frozenset(filter(None, [outcome.parent_run_id]))
         history = store.history(run.suite, config.baseline_branch, fingerprint, exclude=exclude)
     report = compare_results(baseline, candidate, config, level, history)
+    checks_by_bench = {bench.name: memory_checks(bench, config) for bench in run.benchmarks}
     promotions: dict[str, PromotionDecision] = {}
     if registry is not None and not snapshots:
         for bench in run.benchmarks:
             decision = promotion_decision(level, config, run.metadata, bench, bench.name in baseline, report)
-            if decision.promote and any(not c.passed for c in memory_checks(bench, config)):
+            if decision.promote and any(not c.passed for c in checks_by_bench[bench.name]):
                 decision = PromotionDecision(False, "a memory or GC check failed")
             run_id = outcome.child_run_ids.get(bench.name)
             if decision.promote and run_id:
                 registry.promote(run_id, decision.reason)
             promotions[bench.name] = decision
-    checks = tuple(check for bench in run.benchmarks for check in memory_checks(bench, config))
+    checks = tuple(check for bench_checks in checks_by_bench.values() for check in bench_checks)
     return SuiteJudgement(run.suite, report, source, promotions, checks)
 
 

@@ -6,7 +6,7 @@ No mlflow and no typer here: the store is read by the caller, which hands in pla
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from benchtrack import results as r
 from benchtrack.analysis.anomaly import AnomalyResult, detect_anomaly
@@ -15,9 +15,9 @@ from benchtrack.analysis.compare import (
     Comparison,
     ComparisonSettings,
     History,
-    benjamini_hochberg,
+    Thresholds,
+    adjust_for_multiplicity,
     compare_metric,
-    decide,
 )
 from benchtrack.analysis.features import HistoryRun, anomaly_features, metric_side
 from benchtrack.config import Config, Level
@@ -77,7 +77,11 @@ def compare_results(
         # No baseline yet, but history may exist: a first baseline must not be an anomalous run.
         if candidate[name].ok and candidate[name].samples and history.get(name):
             anomalies[name] = _anomaly(candidate[name], history[name], seed)
-    adjusted = _adjust(raw, config, level, candidate)
+    def thresholds_for(comparison: Comparison) -> Mapping[str, Thresholds]:
+        bench = candidate[comparison.benchmark]
+        return config.thresholds_for(level, bench.name, bench.benchmark)
+
+    adjusted = adjust_for_multiplicity(raw, ComparisonSettings(alpha=config.alpha), thresholds_for)
     return Report(
         comparisons=tuple(adjusted),
         anomalies=anomalies,
@@ -110,24 +114,6 @@ def _compare_benchmark(name: str, base: BenchmarkResult, cand: BenchmarkResult, 
         except ValueError as exc:
             raise ResultFormatError(str(exc)) from None
     return comparisons
-
-
-def _adjust(raw: list[Comparison], config: Config, level: Level,
-            candidate: Mapping[str, BenchmarkResult]) -> list[Comparison]:
-    """Benjamini-Hochberg over the whole run, then each verdict decided with its own
-    benchmark's thresholds."""
-    families = {spec.name: spec for spec in COMPARED_METRICS}
-    result = []
-    for comparison, p_adjusted in zip(raw, benjamini_hochberg([c.p_value for c in raw]), strict=True):
-        if comparison.spread_source == "exact":
-            result.append(comparison)
-            continue
-        bench = candidate[comparison.benchmark]
-        thresholds = config.thresholds_for(level, bench.name, bench.benchmark)
-        spec = families[comparison.metric]
-        result.append(decide(replace(comparison, p_adjusted=p_adjusted), config.alpha, thresholds[spec.family],
-                             spec.unit_scale))
-    return result
 
 
 def _anomaly(cand: BenchmarkResult, runs: Sequence[HistoryRun], seed: int) -> AnomalyResult:

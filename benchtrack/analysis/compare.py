@@ -21,7 +21,7 @@ confidence interval excludes changes as large as the minor threshold; inconclusi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -281,8 +281,13 @@ def _within_noise_band(comparison: Comparison, thresholds: Thresholds, unit_scal
     return (-thresholds.minor < comparison.ci_low * base) and (comparison.ci_high * base < thresholds.minor)
 
 
-def adjust_for_multiplicity(comparisons: Sequence[Comparison], settings: ComparisonSettings) -> list[Comparison]:
-    """Benjamini-Hochberg over one run's comparisons, then verdicts re-decided."""
+def adjust_for_multiplicity(
+    comparisons: Sequence[Comparison],
+    settings: ComparisonSettings,
+    thresholds_for: Callable[[Comparison], Mapping[str, Thresholds]] | None = None,
+) -> list[Comparison]:
+    """Benjamini-Hochberg over one run's comparisons, then verdicts re-decided, each with the
+    thresholds ``thresholds_for`` gives its benchmark (default: the settings' thresholds)."""
     adjusted = benjamini_hochberg([c.p_value for c in comparisons])
     units = {spec.name: spec for spec in COMPARED_METRICS}
     result = []
@@ -291,8 +296,9 @@ def adjust_for_multiplicity(comparisons: Sequence[Comparison], settings: Compari
             result.append(comparison)
             continue
         spec = units.get(comparison.metric, MetricSpec(comparison.metric, "time", True))
+        thresholds = thresholds_for(comparison) if thresholds_for else settings.thresholds
         updated = replace(comparison, p_adjusted=p_adjusted)
-        result.append(decide(updated, settings.alpha, settings.thresholds[spec.family], spec.unit_scale))
+        result.append(decide(updated, settings.alpha, thresholds[spec.family], spec.unit_scale))
     return result
 
 

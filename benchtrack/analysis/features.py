@@ -36,6 +36,17 @@ def metric_side(bench: BenchmarkResult, metric: str) -> Side | None:
     return Side(tuple(values), tuple(processes)) if values else None
 
 
+def metric_summaries(bench: BenchmarkResult) -> dict[str, dict[str, float]]:
+    """Summary statistics of every metric, with the spread between its worker processes."""
+    summaries: dict[str, dict[str, float]] = {}
+    for name in bench.metric_names():
+        series = bench.series(name)
+        stats = summarize(series).as_dict()
+        stats["between_process_cv"] = between_process_cv(series, [s.process for s in bench.samples if name in s.values])
+        summaries[name] = stats
+    return summaries
+
+
 def history_metrics(bench: BenchmarkResult) -> dict[str, float]:
     """What a run stores for the history of later comparisons and anomaly checks."""
     metrics: dict[str, float] = {}

@@ -201,6 +201,17 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def load_cli_config(levels_file: Path | None) -> Any:
+    """The levels file a command names, else experiments/levels.toml when present, else defaults."""
+    from benchtrack.config import load_config
+    from benchtrack.errors import UsageError
+
+    if levels_file is not None and not levels_file.is_file():
+        raise UsageError(f"no such levels file: {levels_file}")
+    default = Path("experiments") / "levels.toml"
+    return load_config(levels_file or (default if default.is_file() else None))
+
+
 def _open_store(uri: str) -> Any:
     from benchtrack.tracking.store import MlflowStore
 

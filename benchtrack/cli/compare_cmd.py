@@ -20,6 +20,7 @@ from benchtrack.cli import (
     _open_store,
     _stdout_console,
     app,
+    load_cli_config,
     maps_errors,
 )
 from benchtrack.errors import UsageError
@@ -31,15 +32,6 @@ NOT_SUITES = frozenset({"watch", "profiles"})  # experiments of `benchtrack watc
 LevelsOption = Annotated[
     Path | None, typer.Option("--levels", help="levels.toml with thresholds (default: experiments/levels.toml if present).")
 ]
-
-
-def _config(levels_file: Path | None) -> Any:
-    from benchtrack.config import load_config
-
-    if levels_file is not None and not levels_file.is_file():
-        raise UsageError(f"no such levels file: {levels_file}")
-    default = Path("experiments") / "levels.toml"
-    return load_config(levels_file or (default if default.is_file() else None))
 
 
 class _LazyStore:
@@ -90,7 +82,7 @@ def compare_command(
     from benchtrack.probes.environment import machine_fingerprint
     from benchtrack.verdicts import compare_results
 
-    config = _config(levels_file)
+    config = load_cli_config(levels_file)
     chosen = select_level(config.levels, level)
     if fail_on is not None:
         if fail_on not in ("minor", "major", "critical", "none"):
@@ -181,7 +173,7 @@ def baseline_show(
     from benchtrack.tracking.baselines import BaselineRegistry
     from benchtrack.tracking.uri import resolve_tracking_uri
 
-    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    branch, fingerprint = _this_machine(branch or load_cli_config(levels_file).baseline_branch, fingerprint)
     store = _open_store(resolve_tracking_uri(tracking_uri))
     registry = BaselineRegistry(store)
     rows = [(s, record) for s in _suites(store, suite) for record in registry.current_for(s, branch, fingerprint).values()]
@@ -236,7 +228,7 @@ def baseline_history(
     from benchtrack.tracking.baselines import BaselineKey, BaselineRegistry
     from benchtrack.tracking.uri import resolve_tracking_uri
 
-    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    branch, fingerprint = _this_machine(branch or load_cli_config(levels_file).baseline_branch, fingerprint)
     registry = BaselineRegistry(_open_store(resolve_tracking_uri(tracking_uri)))
     records = registry.history(BaselineKey(suite, benchmark, branch, fingerprint))
     if output_format is OutputFormat.json:
@@ -265,7 +257,7 @@ def baseline_export(
     from benchtrack.tracking.baselines import BaselineRegistry, export_snapshot
     from benchtrack.tracking.uri import resolve_tracking_uri
 
-    branch, fingerprint = _this_machine(branch or _config(levels_file).baseline_branch, fingerprint)
+    branch, fingerprint = _this_machine(branch or load_cli_config(levels_file).baseline_branch, fingerprint)
     store = _open_store(resolve_tracking_uri(tracking_uri))
     registry = BaselineRegistry(store)
     written = 0

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchtrack import results as r
+from benchtrack.analysis.features import metric_summaries
 from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.analysis.targets import check_targets
 from benchtrack.results import BenchmarkResult
@@ -33,18 +34,6 @@ def format_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
-def benchmark_summary(bench: BenchmarkResult) -> dict[str, dict[str, float]]:
-    summary: dict[str, dict[str, float]] = {}
-    processes = [s.process for s in bench.samples]
-    for metric in bench.metric_names():
-        series = bench.series(metric)
-        stats = summarize(series).as_dict()
-        if len(series) == len(processes):
-            stats["between_process_cv"] = between_process_cv(series, processes)
-        summary[metric] = stats
-    return summary
-
-
 def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dict[str, Any]:
     suites = []
     for outcome in invocation.suites:
@@ -59,7 +48,7 @@ def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dic
                 "run_id": outcome.child_run_ids.get(bench.name),
                 "samples": len(bench.samples),
                 "processes": bench.process_count,
-                "summary": benchmark_summary(bench) if bench.samples else {},
+                "summary": metric_summaries(bench) if bench.samples else {},
                 "targets": [
                     {"target": c.target, "limit": c.limit, "value": c.value, "met": c.met}
                     for c in check_targets(bench)

@@ -34,11 +34,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchtrack.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, FormatOption, OutputFormat, TrackingUriOption, app, maps_errors
+from benchtrack.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    FormatOption,
+    OutputFormat,
+    TrackingUriOption,
+    app,
+    load_cli_config,
+    maps_errors,
+)
 from benchtrack.errors import BenchtrackError, TrackingError, UsageError
 
 WATCH_SCHEMA = "benchtrack.watch/1"
-UNSAVED_FOLDER = Path(".benchtrack") / "unsaved"
 
 
 @app.command("watch", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -92,7 +101,7 @@ def watch_command(
     interval_s = parse_duration(interval)
     duration_s = parse_duration(duration) if duration is not None else None
     warmup_s = _parse_warmup(warmup)
-    config = _config(levels_file)
+    config = load_cli_config(levels_file)
     chosen = select_level(config.levels, level)
     uri = None if no_track else _tracking_uri(tracking_uri)  # a malformed URI fails now, not after the watch
     target = _make_target(pid, cgroup, container, docker_url, command)
@@ -154,17 +163,6 @@ def _parse_warmup(text: str | None) -> float | None:
         if float(text.strip().rstrip("smh")) == 0:
             return 0.0
     return parse_duration(text)
-
-
-def _config(levels_file: Path | None) -> Any:
-    from benchtrack.config import find_levels_file, load_config
-
-    if levels_file is not None:
-        if not levels_file.is_file():
-            raise UsageError(f"no such levels file: {levels_file}")
-        return load_config(levels_file)
-    experiments = Path("experiments")
-    return load_config(find_levels_file(experiments) if experiments.is_dir() else None)
 
 
 def _make_target(pid: int | None, cgroup: str | None, container: str | None, docker_url: str | None,
@@ -259,9 +257,10 @@ def _log(uri: str, timeline: Any, leak: Any, kind: str, level: str, interval_s: 
 
 def _keep_unsaved(timeline: Any) -> Path:
     from benchtrack.results import timeline_to_dict
+    from benchtrack.session import SPOOL_FOLDER
 
-    UNSAVED_FOLDER.mkdir(parents=True, exist_ok=True)
-    path = UNSAVED_FOLDER / f"watch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.timeline.json"
+    SPOOL_FOLDER.mkdir(parents=True, exist_ok=True)
+    path = SPOOL_FOLDER / f"watch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.timeline.json"
     path.write_text(json.dumps(timeline_to_dict(timeline), allow_nan=False), encoding="utf-8")
     return path
 

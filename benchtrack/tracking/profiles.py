@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from benchtrack.results import Timeline, timeline_to_dict
-from benchtrack.tracking.store import EXPERIMENT_PREFIX, MlflowStore, Point, _clip_tags, _translate_errors
+from benchtrack.tracking.store import EXPERIMENT_PREFIX, MlflowStore, Point, _clip_tags, _translate_errors, log_artifact_files
 
 PROFILE_TYPE = "profile"
 MEMORY_METRIC = "memory_mb"
@@ -59,11 +59,8 @@ def log_profile(uri: str, timeline: Timeline, phase_stats: Mapping[str, object],
                 run_name: str | None, params: Mapping[str, str], chart: Callable[[Path], Path] | None) -> str:
     """Log one profile run into ``experiment`` (created when missing) and return its run id.
     ``phase_stats`` values need the PHASE_FIELDS attributes; ``chart(path)`` draws the PNG."""
-    from mlflow.entities import Param
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     store = MlflowStore(uri)
-    experiment_id = _experiment_id(store, experiment)
+    experiment_id = store.experiment_id_for(experiment, folder=experiment.removeprefix(EXPERIMENT_PREFIX) or experiment)
     start_ms = int(timeline.started_at * 1000)
     end_ms = int((timeline.started_at + (timeline.times_s[-1] if timeline.times_s else 0.0)) * 1000)
     tags = {"benchtrack.type": PROFILE_TYPE, "benchtrack.profile.target": timeline.target}
@@ -71,31 +68,14 @@ def log_profile(uri: str, timeline: Timeline, phase_stats: Mapping[str, object],
         run = store.client.create_run(experiment_id, start_time=start_ms, tags=_clip_tags(tags),
                                       run_name=run_name or timeline.target)
         run_id = str(run.info.run_id)
-        store._writer.write(run_id, profile_points(timeline, phase_stats))
-        store.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        repository = get_artifact_repository(run.info.artifact_uri)
+        store.write_points(run_id, profile_points(timeline, phase_stats))
+        store.log_params(run_id, params)
+        files: dict[str, str | Path] = {Path(TIMELINE_ARTIFACT).name: json.dumps(timeline_to_dict(timeline), allow_nan=False)}
         with tempfile.TemporaryDirectory(prefix="benchtrack-profile-") as tmp:
-            document = Path(tmp) / Path(TIMELINE_ARTIFACT).name
-            document.write_text(json.dumps(timeline_to_dict(timeline), allow_nan=False), encoding="utf-8")
-            repository.log_artifact(str(document), ARTIFACT_FOLDER)
             if chart is not None:
-                repository.log_artifact(str(chart(Path(tmp) / Path(CHART_ARTIFACT).name)), ARTIFACT_FOLDER)
+                files[Path(CHART_ARTIFACT).name] = chart(Path(tmp) / Path(CHART_ARTIFACT).name)
+            log_artifact_files(run.info.artifact_uri, ARTIFACT_FOLDER, files)
         store.client.set_terminated(run_id, "FINISHED", end_time=end_ms)
     return run_id
 
 
-def _experiment_id(store: MlflowStore, experiment: str) -> str:
-    if experiment.startswith(EXPERIMENT_PREFIX) and len(experiment) > len(EXPERIMENT_PREFIX):
-        return store.experiment_id(experiment[len(EXPERIMENT_PREFIX):])
-    client = store.client
-    with _translate_errors(f"cannot create experiment {experiment!r}"):
-        existing = client.get_experiment_by_name(experiment)
-        if existing is not None:
-            return str(existing.experiment_id)
-        try:
-            return str(client.create_experiment(experiment, artifact_location=store._artifact_location(experiment)))
-        except Exception:
-            existing = client.get_experiment_by_name(experiment)  # created meanwhile by another process
-            if existing is None:
-                raise
-            return str(existing.experiment_id)

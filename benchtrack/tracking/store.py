@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchtrack.analysis.features import HistoryRun, history_metrics
-from benchtrack.analysis.stats import between_process_cv, summarize
+from benchtrack.analysis.features import HistoryRun, history_metrics, metric_summaries
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, run_result_to_dict
 from benchtrack.tracking.uri import ARTIFACTS_FOLDER, sqlite_path
@@ -30,6 +29,7 @@ PROCESS_METRIC = "process_index"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAG_VALUE = 5000
+MAX_PARAM_VALUE = 6000
 
 # Quiet by default: no telemetry, no "View run at" lines on stdout (they break --format json),
 # no INFO chatter, and a dead server fails in seconds rather than after minutes of retries.
@@ -99,24 +99,39 @@ class MlflowStore:
         return isinstance(self._writer, _SqlBulkWriter)
 
     def experiment_id(self, suite: str) -> str:
-        if suite not in self._experiments:
-            self._experiments[suite] = self._find_or_create_experiment(suite)
-        return self._experiments[suite]
+        return self.experiment_id_for(EXPERIMENT_PREFIX + suite, folder=suite)
 
-    def _find_or_create_experiment(self, suite: str) -> str:
-        name = EXPERIMENT_PREFIX + suite
+    def experiment_id_for(self, name: str, folder: str | None = None) -> str:
+        """Find or create an experiment by its full name; artifacts of an embedded store go to
+        mlartifacts/<folder> beside the database (folder defaults to the name)."""
+        if name not in self._experiments:
+            self._experiments[name] = self._find_or_create_experiment(name, folder or name)
+        return self._experiments[name]
+
+    def _find_or_create_experiment(self, name: str, folder: str) -> str:
         with _translate_errors(f"cannot create experiment {name!r}"):
             existing = self._client.get_experiment_by_name(name)
             if existing is not None:
                 return str(existing.experiment_id)
             try:
-                return str(self._client.create_experiment(name, artifact_location=self._artifact_location(suite)))
+                return str(self._client.create_experiment(name, artifact_location=self._artifact_location(folder)))
             except Exception:
                 # Another process created it between our lookup and create.
                 existing = self._client.get_experiment_by_name(name)
                 if existing is None:
                     raise
                 return str(existing.experiment_id)
+
+    def write_points(self, run_id: str, points: Sequence[Point]) -> None:
+        """Metric points (key, value, timestamp ms, step) of a run this store just created."""
+        self._writer.write(run_id, points)
+
+    def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self._client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
 
     def _artifact_location(self, suite: str) -> str | None:
         if self._db_path is None:
@@ -167,10 +182,12 @@ class MlflowStore:
             run_id = str(child.info.run_id)
             points = sample_points(bench, now_ms)
             summary_points = [(key, value, now_ms, 0) for key, value in summary_metrics(bench).items()]
-            self._writer.write(run_id, points + summary_points)
-            self._client.log_batch(run_id, params=_params(bench, run))
+            self.write_points(run_id, points + summary_points)
+            self.log_params(run_id, _params(bench, run))
             document = run_result_to_dict(_single_benchmark_result(run, bench))
-            _write_artifact(child.info.artifact_uri, json.dumps(document, separators=(",", ":"), allow_nan=False))
+            folder, name = RESULT_ARTIFACT.rsplit("/", 1)
+            log_artifact_files(child.info.artifact_uri, folder,
+                               {name: json.dumps(document, separators=(",", ":"), allow_nan=False)})
             self._client.set_terminated(run_id, "FINISHED" if bench.ok else "FAILED")
         return LoggedBenchmark(bench.name, run_id, len(points) + len(summary_points))
 
@@ -183,7 +200,7 @@ class MlflowStore:
             ("duration_s", run.finished_at - run.started_at, now_ms, 0),
         ]
         with _translate_errors("cannot finish the parent run"):
-            self._writer.write(parent_run_id, metrics)
+            self.write_points(parent_run_id, metrics)
             self._client.set_tag(parent_run_id, "benchtrack.failed", str(failed))
             self._client.set_terminated(parent_run_id, "FINISHED", end_time=int(run.finished_at * 1000))
 
@@ -217,18 +234,19 @@ class MlflowStore:
             return self.load_benchmark_result(run_id)
         if kind != "invocation":
             raise TrackingError(f"run {run_id} is not a benchtrack run")
-        children = self.child_run_ids(run_id)
-        benches = [self.load_benchmark_result(child).benchmarks[0] for child in children]
-        if not benches:
+        results = [self.load_benchmark_result(child) for child in self._children(run_id, tags)]
+        if not results:
             raise TrackingError(f"run {run_id} has no benchmark runs")
-        first = self.load_benchmark_result(children[0])
-        return RunResult(first.suite, first.level, first.started_at, first.finished_at, first.metadata,
-                         tuple(sorted(benches, key=lambda b: b.name)))
+        first = results[0]
+        benches = sorted((result.benchmarks[0] for result in results), key=lambda b: b.name)
+        return RunResult(first.suite, first.level, first.started_at, first.finished_at, first.metadata, tuple(benches))
 
     def child_run_ids(self, parent_run_id: str) -> list[str]:
-        tags = self.run_tags(parent_run_id)
+        return self._children(parent_run_id, self.run_tags(parent_run_id))
+
+    def _children(self, parent_run_id: str, parent_tags: Mapping[str, str]) -> list[str]:
         children = self._search(
-            [self.experiment_id(tags.get("benchtrack.suite", ""))],
+            [self.experiment_id(parent_tags.get("benchtrack.suite", ""))],
             f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`benchtrack.type` = 'benchmark'",
         )
         return [str(c.info.run_id) for c in children]
@@ -296,16 +314,21 @@ class MlflowStore:
 Point = tuple[str, float, int, int]
 
 
-def _write_artifact(artifact_uri: str, text: str) -> None:
-    """Straight to the run's artifact repository: MlflowClient.log_text would first fetch the
-    whole run again just to learn the artifact URI we already hold."""
+def log_artifact_files(artifact_uri: str, folder: str, files: Mapping[str, str | Path]) -> None:
+    """Write artifacts straight to a run's artifact repository: MlflowClient.log_text would
+    first fetch the whole run again just to learn the artifact URI we already hold.
+    ``files`` maps the artifact's name to its text, or to a file whose bytes it takes."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    folder, name = RESULT_ARTIFACT.rsplit("/", 1)
+    repository = get_artifact_repository(artifact_uri)
     with tempfile.TemporaryDirectory(prefix="benchtrack-artifact-") as tmp:
-        path = Path(tmp) / name
-        path.write_text(text, encoding="utf-8")
-        get_artifact_repository(artifact_uri).log_artifact(str(path), folder)
+        for name, content in files.items():
+            path = Path(tmp) / name
+            if isinstance(content, Path):
+                path.write_bytes(content.read_bytes())
+            else:
+                path.write_text(content, encoding="utf-8")
+            repository.log_artifact(str(path), folder)
 
 
 def sample_points(bench: BenchmarkResult, timestamp_ms: int) -> list[Point]:
@@ -318,13 +341,11 @@ def sample_points(bench: BenchmarkResult, timestamp_ms: int) -> list[Point]:
 
 
 def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    for name in bench.metric_names():
-        series = bench.series(name)
-        for statistic, value in summarize(series).as_dict().items():
-            metrics[f"{name}.{statistic}"] = value
-        processes = [s.process for s in bench.samples if name in s.values]
-        metrics[f"{name}.between_process_cv"] = between_process_cv(series, processes)
+    metrics = {
+        f"{name}.{statistic}": value
+        for name, stats in metric_summaries(bench).items()
+        for statistic, value in stats.items()
+    }
     metrics["samples"] = float(len(bench.samples))
     metrics["processes"] = float(bench.process_count)
     if bench.ok and bench.samples:
@@ -332,9 +353,7 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
     return metrics
 
 
-def _params(bench: BenchmarkResult, run: RunResult) -> list[Any]:
-    from mlflow.entities import Param
-
+def _params(bench: BenchmarkResult, run: RunResult) -> dict[str, str]:
     loops = sorted({s.loops for s in bench.samples})
     values = {
         **{f"param.{k}": v for k, v in bench.params.items()},
@@ -345,7 +364,7 @@ def _params(bench: BenchmarkResult, run: RunResult) -> list[Any]:
         "warmups": str(bench.warmups),
         "loops": ",".join(str(n) for n in loops) or "0",
     }
-    return [Param(k, str(v)[:6000]) for k, v in list(values.items())[:MAX_PARAMS_PER_BATCH]]
+    return dict(list(values.items())[:MAX_PARAMS_PER_BATCH])
 
 
 def _samples_per_process(bench: BenchmarkResult) -> int:

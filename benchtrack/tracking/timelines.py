@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from benchtrack.analysis.leaks import LeakVerdict
 from benchtrack.results import Timeline, timeline_to_dict
-from benchtrack.tracking.store import MAX_PARAMS_PER_BATCH, MlflowStore, Point, _clip_tags, _translate_errors
+from benchtrack.tracking.store import (
+    MAX_PARAMS_PER_BATCH,
+    MlflowStore,
+    Point,
+    _clip_tags,
+    _translate_errors,
+    log_artifact_files,
+)
 
 WATCH_SUITE = "watch"  # experiment benchtrack/watch
 MEMORY_METRIC = "memory_mb"
@@ -82,27 +88,19 @@ def log_watch(store: MlflowStore, timeline: Timeline, leak: LeakVerdict, *, kind
         run_id = str(run.info.run_id)
         now_ms = round(end_s * 1000)
         summary: list[Point] = [(key, value, now_ms, 0) for key, value in watch_summary_metrics(timeline, leak).items()]
-        store._writer.write(run_id, timeline_points(timeline) + summary)
+        store.write_points(run_id, timeline_points(timeline) + summary)
         if params:
-            from mlflow.entities import Param
-
-            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in list(params.items())[:MAX_PARAMS_PER_BATCH]])
+            store.log_params(run_id, dict(list(params.items())[:MAX_PARAMS_PER_BATCH]))
         _log_artifacts(run.info.artifact_uri, timeline, chart)
         client.set_terminated(run_id, "FINISHED", end_time=max(now_ms, start_ms))
     return run_id
 
 
 def _log_artifacts(artifact_uri: str, timeline: Timeline, chart: Path | None) -> None:
-    """Straight to the artifact repository (as store._write_artifact does for results)."""
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    repository = get_artifact_repository(artifact_uri)
     folder, name = TIMELINE_ARTIFACT.rsplit("/", 1)
-    with tempfile.TemporaryDirectory(prefix="benchtrack-timeline-") as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(timeline_to_dict(timeline), separators=(",", ":"), allow_nan=False), encoding="utf-8")
-        repository.log_artifact(str(path), folder)
-        if chart is not None and chart.is_file():
-            png = Path(tmp) / CHART_ARTIFACT.rsplit("/", 1)[1]
-            png.write_bytes(chart.read_bytes())
-            repository.log_artifact(str(png), folder)
+    files: dict[str, str | Path] = {
+        name: json.dumps(timeline_to_dict(timeline), separators=(",", ":"), allow_nan=False),
+    }
+    if chart is not None and chart.is_file():
+        files[CHART_ARTIFACT.rsplit("/", 1)[1]] = chart
+    log_artifact_files(artifact_uri, folder, files)
