@@ -56,6 +56,18 @@ PYPERF_SLEEP = f"""
     pyperf.Runner(processes=6).bench_func("sleep", time.sleep, {SLEEP_S})
 """
 
+PYPERF_CLOCK = """
+    import pyperf
+
+
+    def one_second_per_loop(loops):
+        # The time a sample reports is ours to give: exactly 1 s per loop, whatever the machine does.
+        return float(loops)
+
+
+    pyperf.Runner(processes=6).bench_time_func("clock", one_second_per_loop)
+"""
+
 PYPERF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 PYPERF_SUMS = f"""
     import pyperf
@@ -182,14 +194,41 @@ def test_pytest_benchmark_file_gives_one_sample_per_round(pytest_benchmark_file:
     assert run.metadata["benchtrack.imported_from"] == f"pytest-benchmark {raw_pytest_benchmark['version']}"
 
 
-def test_pytest_benchmark_values_are_seconds_per_call(pytest_benchmark_file: Path) -> None:
+FAKE_CLOCK = """
+    _now = [0.0]
+
+
+    def tick():
+        # Every reading is one second later: each round of calls measures exactly 1.0 s.
+        _now[0] += 1.0
+        return _now[0]
+"""
+
+FAKE_CLOCK_TESTS = f"""
+    def test_calls(benchmark):
+        benchmark.pedantic(len, args=("x",), rounds=5, iterations={PEDANTIC_ITERATIONS})
+"""
+
+
+def test_pytest_benchmark_values_are_seconds_per_call(pytest_benchmark_file: Path, tmp_path: Path) -> None:
     sleep = next(b for b in _only(pytest_benchmark_file).benchmarks if b.name.endswith("::test_sleep"))
     values = sleep.series(WALL)
 
     assert {s.loops for s in sleep.samples} == {PEDANTIC_ITERATIONS}
-    # One call sleeps >= SLEEP_S; a whole round (3 calls) would be >= 3 * SLEEP_S.
+    # One call sleeps >= SLEEP_S, so no value can be shorter than that.
     assert min(values) >= SLEEP_S
-    assert statistics.median(values) < PEDANTIC_ITERATIONS * SLEEP_S
+
+    # Per call, not per round, decided without the wall clock: under pytest-benchmark's
+    # --benchmark-timer with a clock that advances 1 s per reading, a round of 3 calls lasts
+    # exactly 1 s, so a per-call value is exactly 1/3 (per round it would be 1.0).
+    (tmp_path / "fake_clock.py").write_text(textwrap.dedent(FAKE_CLOCK), encoding="utf-8")
+    (tmp_path / "test_workload.py").write_text(textwrap.dedent(FAKE_CLOCK_TESTS), encoding="utf-8")
+    env = _clean_env() | {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(tmp_path)}
+    _run([sys.executable, "-m", "pytest", "-p", "pytest_benchmark.plugin", "test_workload.py", "-q",
+          "-p", "no:cacheprovider", "--benchmark-timer=fake_clock.tick", "--benchmark-json=out.json"], tmp_path, env)
+    (calls,) = _only(tmp_path / "out.json").benchmarks
+    assert {s.loops for s in calls.samples} == {PEDANTIC_ITERATIONS}
+    assert calls.series(WALL) == pytest.approx([1.0 / PEDANTIC_ITERATIONS] * 5)
 
 
 def test_pytest_benchmark_metadata_names_commit_and_machine(pytest_benchmark_file: Path,
@@ -265,8 +304,10 @@ def pyperf_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("pyperf")
     (folder / "sleep_bench.py").write_text(textwrap.dedent(PYPERF_SLEEP), encoding="utf-8")
     (folder / "sums_bench.py").write_text(textwrap.dedent(PYPERF_SUMS), encoding="utf-8")
+    (folder / "clock_bench.py").write_text(textwrap.dedent(PYPERF_CLOCK), encoding="utf-8")
     commands = {
         "sleep": ["sleep_bench.py", *PYPERF_OPTIONS, "-o", "sleep.json"],
+        "clock": ["clock_bench.py", *PYPERF_OPTIONS, "-o", "clock.json"],
         "fast": ["sums_bench.py", "--fast", "--min-time", "0.001", "-o", "fast.json"],
     }
     processes = {name: subprocess.Popen([sys.executable, *args, "-q"], cwd=folder, env=_clean_env(),
@@ -304,9 +345,14 @@ def test_pyperf_runs_become_worker_processes(pyperf_files: dict[str, Path]) -> N
 def test_pyperf_values_are_seconds_per_loop(pyperf_files: dict[str, Path]) -> None:
     values = _only(pyperf_files["sleep"]).benchmarks[0].series(WALL)
 
-    # Each value times PYPERF_LOOPS sleeps; per loop it is >= SLEEP_S, per value it would be 10x.
+    # Each value times PYPERF_LOOPS sleeps; per loop it is >= SLEEP_S.
     assert min(values) >= SLEEP_S
-    assert statistics.median(values) < PYPERF_LOOPS * SLEEP_S / 2
+    # Per loop, not per sample, decided without the wall clock: a benchmark whose samples report
+    # exactly 1 s per loop must import as 1.0 (per sample of 10 loops it would be 10.0).
+    [clock] = _only(pyperf_files["clock"]).benchmarks
+    assert {s.loops for s in clock.samples} == {PYPERF_LOOPS}
+    assert clock.series(WALL) == pytest.approx([1.0] * len(clock.samples))
+    assert len(clock.samples) == 9  # 3 processes x 3 values
 
 
 def test_pyperf_inner_loops_count_in_the_loop_count(pyperf_files: dict[str, Path]) -> None:
