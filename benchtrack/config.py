@@ -3,7 +3,8 @@
 History of ``benchtrack.levels``:
   1 - processes, samples, warmups, min_sample_time, timeout, tag filters; later in version 1
       (optional keys, older files stay valid): fail_on, promote, thresholds per level and per
-      benchmark, [baseline] branch and alpha.
+      benchmark, [baseline] branch and alpha; fail_on_undecided (a slowdown left inconclusive
+      whose point estimate reaches major fails too).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Level:
     exclude_tags: tuple[str, ...] = ()
     fail_on: str = "major"  # lowest regression severity that fails the run; "none" never fails
     promote: bool = True  # promote improved runs on the baseline branch to new baselines
+    fail_on_undecided: bool = False  # also fail on inconclusive slowdowns whose point estimate is major or worse
     thresholds: Mapping[str, Thresholds] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
 
     def fails(self, severity: str) -> bool:
@@ -189,10 +191,11 @@ def _parse_level(path: Path, name: str, table: Any, default_thresholds: Mapping[
             values[key] = _string_list(path, name, key, table[key])
     if "fail_on" in table:
         values["fail_on"] = _choice(path, f"levels.{name}.fail_on", table["fail_on"], SEVERITIES)
-    if "promote" in table:
-        if not isinstance(table["promote"], bool):
-            raise ConfigError(f"{path}: levels.{name}.promote must be true or false")
-        values["promote"] = table["promote"]
+    for key in ("promote", "fail_on_undecided"):
+        if key in table:
+            if not isinstance(table[key], bool):
+                raise ConfigError(f"{path}: levels.{name}.{key} must be true or false")
+            values[key] = table[key]
     level_thresholds = _parse_thresholds(path, f"levels.{name}.thresholds", table.get("thresholds", {}))
     values["thresholds"] = {**default_thresholds, **level_thresholds}
     return Level(name=name, **values)

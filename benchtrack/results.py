@@ -3,7 +3,8 @@
 History of ``benchtrack.result``:
   1 - first version: per-sample metric values with their worker-process index; later in version 1
       (optional keys, older files stay valid): targets, and "details" (GC pauses and
-      gc.get_stats() per process, leak attribution).
+      gc.get_stats() per process, leak attribution); per-sample "ctx_involuntary" and per-process
+      machine load ("details.load": the other programs' CPU use while the samples were taken).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ GC_PAUSE_MAX = "gc_pause_max_s"  # longest single pause inside the sample (not p
 LEAK_RSS = "rss_bytes"  # leak benchmarks: RSS after each batch, after a full collection
 LEAK_OPERATIONS = "operations"  # leak benchmarks: cumulative operations at the end of the batch
 LEAK_ELAPSED = "elapsed_s"
+CTX_INVOLUNTARY = "ctx_involuntary"  # preemptions of the worker during the sample (a count, not per operation)
 GC_COLLECTED = "gc_collected"
 GC_UNCOLLECTABLE = "gc_uncollectable"
 

@@ -21,6 +21,7 @@ from benchtrack.results import BenchmarkResult, RunResult, dumps_results
 from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
 
+INVOCATION_KEY = "benchtrack.invocation"
 SPOOL_FOLDER = Path(".benchtrack") / "unsaved"
 _T = TypeVar("_T")
 
@@ -106,6 +107,9 @@ class Session:
 
     def run(self, options: RunOptions, discovery: Discovery, level: Level, plans: list[Plan]) -> Invocation:
         invocation_id = uuid.uuid4().hex
+        # Every result of this invocation carries its id, so a comparison can leave the very runs
+        # it compares out of their own history, whether they come as run ids, git refs or files.
+        self._metadata[INVOCATION_KEY] = invocation_id
         runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress, leak_thresholds=self._leak_thresholds)
         outcomes = [self._run_plan(runner, plan, invocation_id) for plan in plans]
         spool = self._spool(invocation_id, outcomes) if self._tracking_error else None

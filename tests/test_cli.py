@@ -373,7 +373,8 @@ def test_session_spools_everything_when_the_store_fails(
     (spooled,) = load_results_file(invocation.spool_path)
     assert spooled == invocation.suites[0].result  # every benchmark, logged or not, exactly
     assert [b.name for b in spooled.benchmarks] == ["first", "broken", "last"]
-    assert spooled.metadata == {"benchtrack.os": "test"}
+    # the invocation id travels with every result, so comparisons can leave these runs out of history
+    assert spooled.metadata == {"benchtrack.os": "test", "benchtrack.invocation": invocation.invocation_id}
 
     imported = invoke(["import", invocation.spool_path, "--tracking-uri", store_uri])
     assert imported.exit_code == 0, imported

@@ -20,6 +20,7 @@ from benchtrack.analysis.compare import (
     ComparisonSettings,
     History,
     MetricSpec,
+    RunNoise,
     RunStatistics,
     Side,
     Thresholds,
@@ -30,7 +31,10 @@ from benchtrack.analysis.compare import (
 )
 
 SPECS = {spec.name: spec for spec in COMPARED_METRICS}
-WALL, RSS, GC_COLLECTIONS = SPECS["wall_s"], SPECS["rss_peak_bytes"], SPECS["gc_collections"]
+RSS, GC_COLLECTIONS = SPECS["rss_peak_bytes"], SPECS["gc_collections"]
+# The t machinery, tested on a mean-of-processes time; the fastest-process centre that wall and
+# CPU time use has its tests in test_noise_model.py and its evidence in the real-run corpus.
+WALL = MetricSpec("wall_s", "time", log_scale=True, centre="trimmed-mean")
 SETTINGS = ComparisonSettings()
 ALPHA = SETTINGS.alpha
 TIME = DEFAULT_THRESHOLDS["time"]
@@ -40,8 +44,25 @@ def rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def compare_wall(baseline: Side, candidate: Side, history: History | None = None) -> Comparison:
-    return compare_metric("work", WALL, baseline, candidate, SETTINGS, history)
+# These tests check the within-invocation machinery: a calibration that says whole invocations
+# do not differ on this (imaginary) machine. The between-run part has tests of its own below and
+# in test_noise_model.py.
+STEADY = RunNoise(0.0, math.inf, "none")
+
+
+@pytest.fixture(autouse=True)
+def no_run_noise_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor of the noise between invocations (2%) has its own test in test_noise_model.py."""
+    monkeypatch.setattr("benchtrack.analysis.compare.RUN_NOISE_FLOOR", 0.0)
+
+
+def compare_wall(baseline: Side, candidate: Side, history: History | None = None,
+                 noise: RunNoise | None = STEADY) -> Comparison:
+    return compare_metric("work", WALL, baseline, candidate, SETTINGS, history, noise if history is None else None)
+
+
+def compare_steady(spec: MetricSpec, baseline: Side, candidate: Side, settings: ComparisonSettings = SETTINGS) -> Comparison:
+    return compare_metric("work", spec, baseline, candidate, settings, None, STEADY)
 
 
 def memory_side(generator: np.random.Generator, mib: float, processes: int = 5) -> Side:
@@ -66,7 +87,7 @@ def test_thirty_percent_slower_is_a_regression() -> None:
     assert 0.25 < c.change < 0.35
     assert c.severity == TIME.severity(c.change)
     assert c.severity in ("minor", "major")
-    assert c.spread_source == "processes/processes"
+    assert c.spread_source == "processes/none"
     assert (c.baseline_processes, c.candidate_processes) == (5, 5)
     assert c.baseline_centre == pytest.approx(BASE_SECONDS, rel=0.03)
     assert c.candidate_centre == pytest.approx(1.3 * BASE_SECONDS, rel=0.03)
@@ -141,7 +162,7 @@ def test_time_regression_severity_follows_the_relative_change(factor: float, sev
 ])
 def test_memory_regression_severity_is_absolute_mib(base_mib: float, growth_mib: float, severity: str) -> None:
     g = rng(4)
-    c = compare_metric("alloc", RSS, memory_side(g, base_mib), memory_side(g, base_mib + growth_mib), SETTINGS)
+    c = compare_steady(RSS, memory_side(g, base_mib), memory_side(g, base_mib + growth_mib))
     assert c.verdict == "regression"
     assert c.absolute_change == pytest.approx(growth_mib, rel=0.02)
     assert c.change == pytest.approx(growth_mib / base_mib, rel=0.05)
@@ -151,8 +172,8 @@ def test_memory_regression_severity_is_absolute_mib(base_mib: float, growth_mib:
 def test_custom_thresholds_change_the_severity() -> None:
     g = rng(3)
     strict = ComparisonSettings(thresholds={**DEFAULT_THRESHOLDS, "time": Thresholds(0.05, 0.1, 0.15)})
-    c = compare_metric("work", WALL, side(g, BASE_SECONDS, between_cv=0.005),
-                       side(g, 1.2 * BASE_SECONDS, between_cv=0.005), strict)
+    c = compare_steady(WALL, side(g, BASE_SECONDS, between_cv=0.005), side(g, 1.2 * BASE_SECONDS, between_cv=0.005),
+                       strict)
     assert (c.verdict, c.severity) == ("regression", "critical")
 
 
@@ -164,12 +185,13 @@ def one_process(g: np.random.Generator, centre: float) -> Side:
 
 
 def test_one_process_sides_use_the_history() -> None:
-    history = History(tuple(RunStatistics(math.log(BASE_SECONDS), 0.01**2, 5) for _ in range(6)))
+    centres = [math.log(BASE_SECONDS) + d for d in (-0.005, 0.0, 0.005, 0.0025, -0.0025, 0.001)]
+    history = History(tuple(RunStatistics(centre, 0.0, 1) for centre in centres))
     g = rng(5)
     c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS), history)
-    assert c.spread_source == "history/history"
+    assert c.spread_source == "samples/history"
     assert (c.baseline_processes, c.candidate_processes) == (1, 1)
-    assert c.verdict == "regression"  # the history says processes scatter by 1 %: 10 % is real
+    assert c.verdict == "regression"  # the history says whole runs agree: 10 % is real
 
 
 def test_history_of_one_process_runs_gives_the_spread_of_run_centres() -> None:
@@ -178,21 +200,21 @@ def test_history_of_one_process_runs_gives_the_spread_of_run_centres() -> None:
     assert history.pooled_process_variance() is None
     g = rng(5)
     c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS), history)
-    assert c.spread_source == "history/history"
+    assert c.spread_source == "samples/history"
 
 
-def test_one_process_side_falls_back_to_the_other_side() -> None:
+def test_a_one_process_side_takes_its_spread_from_its_own_samples() -> None:
     g = rng(5)
     c = compare_wall(one_process(g, BASE_SECONDS), side(g, 1.1 * BASE_SECONDS))
-    assert c.spread_source == "other-side/processes"
+    assert c.spread_source == "processes+samples/none"
     c = compare_wall(side(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS))
-    assert c.spread_source == "processes/other-side"
+    assert c.spread_source == "processes+samples/none"
 
 
 def test_one_process_on_both_sides_and_no_history_uses_the_wide_prior() -> None:
     g = rng(5)
-    c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS))
-    assert c.spread_source == "prior/prior"
+    c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS), noise=None)
+    assert c.spread_source == "samples/prior"
     assert c.verdict == "inconclusive"  # a guess would be a 10 % regression
     assert c.ci_low < 0 < c.ci_high
     assert c.ci_high > 0.1
@@ -203,7 +225,7 @@ def test_history_with_too_few_runs_is_not_used_for_a_one_process_side() -> None:
     assert not history.usable
     g = rng(5)
     c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS), history)
-    assert c.spread_source == "prior/prior"
+    assert c.spread_source == "samples/prior"
 
 
 # --- history pooling ----------------------------------------------------------------------------------
@@ -216,17 +238,18 @@ def two_process_sides() -> tuple[Side, Side]:
 
 def test_pooling_the_history_adds_degrees_of_freedom_and_narrows_the_interval() -> None:
     base, cand = two_process_sides()
-    own = [run_statistics(s, log_scale=True).process_variance for s in (base, cand)]
+    # a mean of two processes: its variance times 2 is the variance between processes
+    own = [run_statistics(s, log_scale=True).centre_variance * 2 for s in (base, cand)]
     # History runs with exactly the sides' own process variance: pooling changes only the degrees of freedom.
     pooled_variance = float(np.mean(own))
     centre = math.log(BASE_SECONDS)
-    history = History(tuple(RunStatistics(centre, pooled_variance, 5) for _ in range(10)))
+    history = History(tuple(RunStatistics(centre, pooled_variance / 5, 5) for _ in range(10)))
     assert history.pooled_process_variance() == pytest.approx((pooled_variance, 40.0))
 
     alone = compare_wall(base, cand)
     pooled = compare_wall(base, cand, history)
-    assert alone.spread_source == "processes/processes"
-    assert pooled.spread_source == "processes+history/processes+history"
+    assert alone.spread_source == "processes/none"
+    assert pooled.spread_source == "processes+history/history"
     assert pooled.change == alone.change  # the centres come from this run only
     assert width(pooled) < width(alone) / 2  # t(0.995, ~2) is 9.9, t(0.995, ~80) is 2.6
     assert pooled.p_value < alone.p_value
@@ -235,9 +258,9 @@ def test_pooling_the_history_adds_degrees_of_freedom_and_narrows_the_interval() 
 def test_excess_variance_between_runs_widens_the_interval() -> None:
     base, cand = two_process_sides()
     centre = math.log(BASE_SECONDS)
-    steady = History(tuple(RunStatistics(centre, 0.03**2, 5) for _ in range(10)))
+    steady = History(tuple(RunStatistics(centre, 0.03**2 / 5, 5) for _ in range(10)))
     offsets = rng(7).normal(0.0, 0.10, size=10)  # whole runs wander by 10 %, far beyond process noise
-    wandering = History(tuple(RunStatistics(centre + d, 0.03**2, 5) for d in offsets))
+    wandering = History(tuple(RunStatistics(centre + d, 0.03**2 / 5, 5) for d in offsets))
     calm, shaky = compare_wall(base, cand, steady), compare_wall(base, cand, wandering)
     assert calm.change == shaky.change
     assert width(shaky) > 2 * width(calm)
@@ -305,7 +328,7 @@ def test_a_clear_regression_survives_the_adjustment() -> None:
 def test_unknown_metric_names_are_adjusted_as_times() -> None:
     g = rng(1)
     custom = MetricSpec("track.latency_s", "time", log_scale=True)
-    c = compare_metric("work", custom, side(g, BASE_SECONDS), side(g, 1.3 * BASE_SECONDS), SETTINGS)
+    c = compare_steady(custom, side(g, BASE_SECONDS), side(g, 1.3 * BASE_SECONDS))
     assert adjust_for_multiplicity([c], SETTINGS)[0].verdict == "regression"
 
 
@@ -363,7 +386,8 @@ def test_zero_values_are_compared_linearly() -> None:
     c = compare_metric("work", GC_COLLECTIONS, zero, zero, SETTINGS)
     assert (c.verdict, c.change) == ("unchanged", 0.0)
     grows = compare_metric("work", GC_COLLECTIONS, zero, constant_side(2.0), SETTINGS)
-    assert (grows.verdict, grows.change) == ("regression", 1.0)
+    # from zero, the change is relative to the metric's floor (0.01 collections per call)
+    assert (grows.verdict, grows.change, grows.severity) == ("regression", 200.0, "critical")
 
 
 def test_comparisons_are_frozen_and_verdicts_are_not_mutated_in_place() -> None:
@@ -404,7 +428,7 @@ def test_interval_width_matches_the_t_quantile_of_the_welch_degrees_of_freedom()
     base = Side((1.0, 1.0, 1.2, 1.2), (0, 0, 1, 1))
     cand = Side((1.1, 1.1, 1.3, 1.3), (0, 0, 1, 1))
     spec = MetricSpec("gc_pause_s", "gc", log_scale=False)
-    c = compare_metric("work", spec, base, cand, SETTINGS)
+    c = compare_steady(spec, base, cand)
     se = math.sqrt(0.02 / 2 + 0.02 / 2)
     half = scipy_stats.t.ppf(1 - ALPHA / 2, 2.0) * se
     assert c.absolute_change == pytest.approx(0.1)

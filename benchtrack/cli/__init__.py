@@ -48,6 +48,11 @@ TrackingUriOption = Annotated[
     typer.Option("--tracking-uri",
                  help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)."),
 ]
+CalibrationOption = Annotated[
+    Path | None,
+    typer.Option("--calibration", help="A/A calibration (benchtrack.calibration/1) for the noise between runs "
+                                        "(default: .benchtrack/calibration/<fingerprint>.json if present)."),
+]
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")
 ]
@@ -91,6 +96,7 @@ def run_command(
         list[Path] | None,
         typer.Option("--baseline", help="Compare with baseline snapshots (baselines/*.json, repeatable), not the store's."),
     ] = None,
+    calibration_file: CalibrationOption = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Run a benchmark folder at a level, log every run to MLflow, and judge it against its baselines.
@@ -101,7 +107,7 @@ def run_command(
     """
     from benchtrack.cli.render import invocation_document, print_json, print_run_table
     from benchtrack.cli.verdict_render import compare_document, print_memory_checks, print_verdicts
-    from benchtrack.probes.environment import collect_metadata
+    from benchtrack.probes.environment import busy_machine_warnings, collect_metadata
     from benchtrack.results import dumps_results
     from benchtrack.session import RunOptions, Session, prepare
     from benchtrack.tracking.uri import resolve_tracking_uri
@@ -116,6 +122,10 @@ def run_command(
     store = _open_store(uri) if uri else None
     metadata = collect_metadata(folder)
     stderr = Console(stderr=True)
+    calibration = _calibration(calibration_file, metadata)
+    for warning in busy_machine_warnings():
+        stderr.print(f"benchtrack: warning: {warning}; samples taken while descheduled are flagged and wall-time "
+                     "verdicts are checked against CPU time", highlight=False, markup=False, soft_wrap=True)
     for error in discovery.errors if stderr.is_terminal else ():  # repeated in the summary; once is enough in logs
         stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False, markup=False)
     total = sum(item.processes for plan in plans for item in plan.items)
@@ -129,7 +139,7 @@ def run_command(
         invocation = session.run(options, discovery, chosen_level, plans)
     if output is not None:
         output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
-    judgements = _judge(invocation, config, chosen_level, store, snapshots)
+    judgements = _judge(invocation, config, chosen_level, store, snapshots, calibration)
     if output_format is OutputFormat.json:
         document = invocation_document(invocation, uri)
         document["verdicts"] = {j.suite: compare_document(j.report, chosen_level, j.baseline_source, "this run", j.promotions)
@@ -162,18 +172,29 @@ def _load_snapshot(path: Path) -> Any:
     return load_snapshot(path)
 
 
-def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list[Any]) -> list[Any]:
+def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list[Any], calibration: Any) -> list[Any]:
     """Verdicts against the current baselines (or snapshots); skipped when the store failed."""
-    from benchtrack.judging import judge
+    from benchtrack.verdicts.judging import SnapshotBaselines, StoreBaselines, judge
 
     if invocation.tracking_error:
         return []
     registry = None
+    source: Any = SnapshotBaselines(snapshots) if snapshots else None
     if store is not None:
         from benchtrack.tracking.baselines import BaselineRegistry
 
         registry = BaselineRegistry(store)
-    return judge(invocation, config, level, store, registry, snapshots)
+        source = source or StoreBaselines(store, registry)
+    return judge(invocation, config, level, store, source, registry, calibration)
+
+
+def _calibration(path: Path | None, metadata: dict[str, str]) -> Any:
+    """The A/A calibration named, else the one stored for this machine fingerprint, else None."""
+    from benchtrack.verdicts.calibration import find_calibration, load_calibration
+
+    if path is not None:
+        return load_calibration(path)
+    return find_calibration(metadata.get("benchtrack.machine.fingerprint", ""), Path.cwd())
 
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:
@@ -311,9 +332,9 @@ def import_command(
     """
     import uuid
 
-    from benchtrack.operands import load_result_file
     from benchtrack.probes.environment import machine_fingerprint
     from benchtrack.tracking.uri import resolve_tracking_uri
+    from benchtrack.verdicts.operands import load_result_file
 
     runs = load_result_file(file)
     store = _open_store(resolve_tracking_uri(tracking_uri))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,9 +15,11 @@ from rich.table import Table
 from benchtrack.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    CalibrationOption,
     FormatOption,
     OutputFormat,
     TrackingUriOption,
+    _calibration,
     _open_store,
     _stdout_console,
     app,
@@ -40,6 +43,13 @@ class _LazyStore:
     def __init__(self, tracking_uri: str | None) -> None:
         self._uri = tracking_uri
         self.store: Any = None
+
+    def available(self, tracking_uri: str | None) -> bool:
+        """A store to read history from: one already opened, or one named or present."""
+        from benchtrack.tracking.uri import EMBEDDED_DB
+
+        return (self.store is not None or bool(tracking_uri) or bool(os.environ.get("MLFLOW_TRACKING_URI"))
+                or Path(EMBEDDED_DB).exists())
 
     def __call__(self) -> Any:
         if self.store is None:
@@ -68,6 +78,7 @@ def compare_command(
         bool, typer.Option("--allow-missing", help="Skip benchmarks present on one side only instead of failing.")
     ] = False,
     levels_file: LevelsOption = None,
+    calibration_file: CalibrationOption = None,
     tracking_uri: TrackingUriOption = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
@@ -78,9 +89,8 @@ def compare_command(
     from benchtrack.cli.render import print_json
     from benchtrack.cli.verdict_render import compare_document, print_verdicts
     from benchtrack.config import select_level
-    from benchtrack.operands import resolve
     from benchtrack.probes.environment import machine_fingerprint
-    from benchtrack.verdicts import compare_results
+    from benchtrack.verdicts.operands import compare_operands, resolve
 
     config = load_cli_config(levels_file)
     chosen = select_level(config.levels, level)
@@ -93,8 +103,8 @@ def compare_command(
     left = resolve(baseline, lazy, fingerprint, Path.cwd())
     right = resolve(candidate, lazy, fingerprint, Path.cwd())
     base, cand = _select(left.benchmarks(), right.benchmarks(), tuple(benchmark or ()), allow_missing, baseline, candidate)
-    history = _history(lazy, right) if lazy.store is not None else {}
-    report = compare_results(base, cand, config, chosen, history)
+    report = compare_operands(left, right, base, cand, config, chosen, lazy if lazy.available(tracking_uri) else None,
+                              _calibration(calibration_file, right.metadata or left.metadata))
     if output_format is OutputFormat.json:
         print_json(compare_document(report, chosen, baseline, candidate))
     else:
@@ -119,19 +129,6 @@ def _select(base: dict[str, Any], cand: dict[str, Any], only: tuple[str, ...], a
     if not set(base) & set(cand):
         raise UsageError(f"{base_text} and {cand_text} have no benchmark in common")
     return base, cand
-
-
-def _history(lazy: _LazyStore, candidate: Any) -> dict[str, Any]:
-    metadata = candidate.metadata
-    fingerprint = metadata.get("benchtrack.machine.fingerprint")
-    branch = metadata.get("benchtrack.git.branch")
-    if not fingerprint or not branch or not candidate.runs:
-        return {}
-    exclude = frozenset(filter(None, [candidate.run_id]))
-    history: dict[str, Any] = {}
-    for suite in {run.suite for run in candidate.runs}:
-        history.update(lazy().history(suite, branch, fingerprint, exclude=exclude))
-    return history
 
 
 def _this_machine(branch: str | None, fingerprint: str | None) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchtrack import results as r
-from benchtrack.analysis.features import metric_summaries
+from benchtrack.analysis.contention import Contention
+from benchtrack.analysis.features import contention, cpu_count, metric_summaries
 from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.analysis.targets import check_targets
 from benchtrack.results import BenchmarkResult
@@ -49,6 +50,7 @@ def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dic
                 "samples": len(bench.samples),
                 "processes": bench.process_count,
                 "summary": metric_summaries(bench) if bench.samples else {},
+                "contention": contention(bench, cpu_count(outcome.result.metadata)).as_dict(),
                 "targets": [
                     {"target": c.target, "limit": c.limit, "value": c.value, "met": c.met}
                     for c in check_targets(bench)
@@ -87,13 +89,19 @@ def print_run_table(invocation: Invocation, console: Console) -> None:
     for column, justify in (
         ("suite", "left"), ("benchmark", "left"), ("median", "right"), ("IQR", "right"),
         ("min", "right"), ("proc CV", "right"), ("samples x procs", "right"), ("peak RSS", "right"),
-        ("GC pause/op", "right"), ("status", "left"),
+        ("GC pause/op", "right"), ("contention", "left"), ("status", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for outcome in invocation.suites:
         for bench in outcome.result.benchmarks:
-            table.add_row(escape(outcome.result.suite), escape(bench.name), *_row_cells(bench))
+            cpus = cpu_count(outcome.result.metadata)
+            table.add_row(escape(outcome.result.suite), escape(bench.name), *_row_cells(bench, cpus))
     console.print(table)
+    contended = [b.name for s in invocation.suites for b in s.result.benchmarks
+                 if b.samples and contention(b, cpu_count(s.result.metadata)).contended]
+    if contended:
+        console.print(f"[yellow]measured under contention: {escape(', '.join(contended))}[/]: their wall times hold "
+                      "other programs' work; verdicts lean on CPU time for them")
     tracked = [b for s in invocation.suites for b in s.result.benchmarks if b.ok and b.kind == "track"]
     if tracked:
         console.print(_tracked_table(tracked))
@@ -121,7 +129,7 @@ def _tracked_table(benches: list[BenchmarkResult]) -> Table:
     return table
 
 
-def _row_cells(bench: BenchmarkResult) -> list[str]:
+def _row_cells(bench: BenchmarkResult, cpus: int) -> list[str]:
     status = "[green]ok[/]" if bench.ok else f"[red]failed[/]: {escape(bench.error or '')}"
     missed = [c for c in check_targets(bench) if not c.met]
     if missed:
@@ -129,7 +137,7 @@ def _row_cells(bench: BenchmarkResult) -> list[str]:
             f"{c.target} {'n/a' if c.value is None else f'{c.value:.3g}'} > {c.limit:g}" for c in missed
         )) + "[/]"
     if not bench.samples:
-        return ["-", "-", "-", "-", "0", "-", "-", status]
+        return ["-", "-", "-", "-", "0", "-", "-", "-", status]
     wall = summarize(bench.series(r.WALL))
     processes = [s.process for s in bench.samples]
     peak = max(bench.series(r.RSS_PEAK))
@@ -143,5 +151,12 @@ def _row_cells(bench: BenchmarkResult) -> list[str]:
         f"{len(bench.samples) // max(bench.process_count, 1)}x{bench.process_count}",
         peak_text,
         format_seconds(summarize(bench.series(r.GC_PAUSE)).mean),
+        _contention_cell(contention(bench, cpus)),
         status,
     ]
+
+
+def _contention_cell(found: Contention) -> str:
+    if found.contended:
+        return f"[yellow]yes: {escape(found.reason)}[/]"
+    return f"{found.descheduled_fraction:.0%} desched."

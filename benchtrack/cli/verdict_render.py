@@ -13,8 +13,8 @@ from rich.table import Table
 from benchtrack.analysis.compare import Comparison
 from benchtrack.cli.render import format_bytes, format_seconds
 from benchtrack.config import Level
-from benchtrack.judging import MemoryCheck
 from benchtrack.verdicts import PromotionDecision, Report
+from benchtrack.verdicts.judging import MemoryCheck
 
 COMPARE_SCHEMA = "benchtrack.compare/1"
 _COLOURS = {"regression": "red", "improvement": "green", "unchanged": "white", "inconclusive": "yellow"}
@@ -41,6 +41,12 @@ def compare_document(report: Report, level: Level, baseline: str, candidate: str
         "only_in_baseline": list(report.only_in_baseline),
         "only_in_candidate": list(report.only_in_candidate),
         "promotions": {name: {"promoted": d.promote, "reason": d.reason} for name, d in (promotions or {}).items()},
+        "suite_shifts": [{"metric": s.metric, "change": s.change, "benchmarks": s.benchmarks,
+                          "moved_together": s.moved_together, "suite_wide": s.suite_wide} for s in report.shifts],
+        "contention": {name: {"baseline": sides[0].as_dict(), "candidate": sides[1].as_dict()}
+                       for name, sides in report.contention.items() if sides[0].contended or sides[1].contended},
+        "undecided": [{"benchmark": c.benchmark, "metric": c.metric, "change": c.change, "ci_low": c.ci_low,
+                       "ci_high": c.ci_high} for c in report.undecided(level)],
         "summary": {**report.counts(), "failed": bool(failing)},
     }
 
@@ -62,6 +68,9 @@ def _comparison_entry(c: Comparison, fails: bool, report: Report) -> dict[str, A
         "absolute_change": c.absolute_change,
         "spread_source": c.spread_source,
         "processes": [c.baseline_processes, c.candidate_processes],
+        "degrees_of_freedom": c.df if math.isfinite(c.df) else None,
+        "suite_shift_removed": c.shift,
+        "notes": list(c.notes),
         "anomalous": bool(anomaly and anomaly.anomalous),
         "fails": fails,
     }
@@ -77,7 +86,7 @@ def _value(metric: str, value: float) -> str:
 
 def _shown(c: Comparison) -> bool:
     """Every benchmark's wall time; other metrics only when they moved."""
-    return c.metric == "wall_s" or c.verdict in ("regression", "improvement")
+    return c.metric == "wall_s" or c.verdict in ("regression", "improvement") or c.undecided_slowdown
 
 
 def print_verdicts(report: Report, level: Level, console: Console, title: str,
@@ -97,6 +106,7 @@ def print_verdicts(report: Report, level: Level, console: Console, title: str,
         colour = _COLOURS[c.verdict]
         anomaly = report.anomalies.get(c.benchmark)
         marks = (" [magenta](anomalous)[/]" if anomaly and anomaly.anomalous and c.metric == "wall_s" else "") + (
+            " [yellow](contended)[/]" if c.metric == "wall_s" and report.contended(c.benchmark) else "") + (
             " [bold red]FAIL[/]" if (c.benchmark, c.metric) in failing else "")
         table.add_row(
             escape(c.benchmark), c.metric, _value(c.metric, c.baseline_centre), _value(c.metric, c.candidate_centre),
@@ -110,6 +120,13 @@ def print_verdicts(report: Report, level: Level, console: Console, title: str,
 
 
 def _print_notes(report: Report, console: Console, promotions: Mapping[str, PromotionDecision] | None) -> None:
+    for shift in report.shifts:
+        if shift.worth_a_line:
+            console.print(f"[yellow]{escape(shift.describe())}[/]", highlight=False)
+    for c in report.comparisons:
+        for note in c.notes if _shown(c) or c.undecided_slowdown else ():
+            if "under contention" in note or note.startswith("undecided"):
+                console.print(escape(f"{c.benchmark} {c.metric}: {note}"), highlight=False)
     for name, anomaly in report.anomalies.items():
         if anomaly.anomalous:
             console.print(escape(f"anomalous: {name} ({anomaly.method}): " + "; ".join(anomaly.reasons)), highlight=False)

@@ -315,3 +315,13 @@ def advisories(
         *_check_aslr(read_text),
         *_check_busy(cpu_percent),
     ]
+
+
+def busy_machine_warnings(
+    load_average: Callable[[], tuple[float, float, float]] = psutil.getloadavg,
+    cpu_count: Callable[[], int] = _logical_cpu_count,
+    cpu_percent: Callable[[], float] = _cpu_busy_percent,
+) -> list[str]:
+    """The checks of `benchtrack check` that say the machine is busy right now (load, CPU use)."""
+    cpus = max(cpu_count(), 1)
+    return [a.message for a in (*_check_load(load_average, cpus), *_check_busy(cpu_percent))]

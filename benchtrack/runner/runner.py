@@ -72,6 +72,25 @@ def make_plan(suite: Suite, level: Level, only: tuple[str, ...] = ()) -> Plan:
     return Plan(suite, level, tuple(items))
 
 
+class _ItemState:
+    """What the worker processes of one benchmark have brought back so far."""
+
+    def __init__(self, item: PlanItem) -> None:
+        self.item = item
+        self.samples: list[Sample] = []
+        self.probes: dict[str, str] = {}
+        self.replies: list[dict[str, Any]] = []
+        self.loops: int | None = None
+        self.error: str | None = None
+
+    def add(self, reply: dict[str, Any]) -> None:
+        self.replies.append(reply)
+        self.samples.extend(_sample_from_dict(s) for s in reply.get("samples", []))
+        self.probes.update(reply.get("probes", {}))
+        self.error = reply.get("error")
+        self.loops = reply.get("loops") or self.loops
+
+
 @dataclass(frozen=True)
 class Progress:
     """One finished worker process, for progress bars."""
@@ -98,35 +117,36 @@ class Runner:
 
     def run_plan(self, plan: Plan, metadata: Mapping[str, str],
                  on_result: Callable[[BenchmarkResult], None] = lambda _: None) -> RunResult:
+        """Worker processes run in rounds: process 0 of every benchmark, then process 1 of every
+        benchmark (in reverse order, so drift over the invocation evens out), and so on. On a
+        shared machine slow spells last seconds; run back to back, every process of a benchmark
+        would fall into the same spell and the whole benchmark would shift. Spread over the
+        invocation, a spell slows one process of several benchmarks, which the spread between
+        processes shows. Each benchmark is reported as soon as its last process is done."""
         started = time.time()
-        results = []
-        for item in plan.items:
-            result = self.run_item(item)
-            on_result(result)
-            results.append(result)
+        states = [_ItemState(item) for item in plan.items]
+        finished: dict[int, BenchmarkResult] = {}
+        for process in range(max((item.processes for item in plan.items), default=0)):
+            order = list(enumerate(states)) if process % 2 == 0 else list(reversed(list(enumerate(states))))
+            for position, state in order:
+                if position in finished:
+                    continue
+                reply = self._spawn(state.item, process, state.loops)
+                state.add(reply)
+                self._on_progress(Progress(state.item, process, state.error))
+                if state.error or process + 1 >= state.item.processes:
+                    finished[position] = self._result(state)
+                    on_result(finished[position])
+        results = tuple(finished[i] for i in range(len(states)))
         return RunResult(
             suite=plan.suite.name, level=plan.level.name, started_at=started,
-            finished_at=time.time(), metadata=dict(metadata), benchmarks=tuple(results),
+            finished_at=time.time(), metadata=dict(metadata), benchmarks=results,
         )
 
-    def run_item(self, item: PlanItem) -> BenchmarkResult:
-        samples: list[Sample] = []
-        probes: dict[str, str] = {}
-        loops: int | None = None
-        error: str | None = None
-        replies = []
-        for process in range(item.processes):
-            reply = self._spawn(item, process, loops)
-            replies.append(reply)
-            samples.extend(_sample_from_dict(s) for s in reply.get("samples", []))
-            probes.update(reply.get("probes", {}))
-            error = reply.get("error")
-            loops = reply.get("loops") or loops
-            self._on_progress(Progress(item, process, error))
-            if error:
-                break
+    def _result(self, state: _ItemState) -> BenchmarkResult:
+        item, samples, error = state.item, state.samples, state.error
         spec = item.instance.spec
-        details: dict[str, Any] = {"gc": gc_details(replies)}
+        details: dict[str, Any] = {"gc": gc_details(state.replies), "load": load_details(state.replies)}
         if spec.kind == "leak" and samples:
             details["leak"] = leak_details(samples, self._leak_thresholds)
             if details["leak"]["detected"] and not error:
@@ -134,7 +154,7 @@ class Runner:
         return BenchmarkResult(
             name=item.name, benchmark=spec.name, file=item.file.relative, kind=spec.kind,
             params=item.instance.param_strings, tags=spec.tags, samples=tuple(samples),
-            error=error, warmups=item.warmups, probes=probes, targets=spec.targets, details=details,
+            error=error, warmups=item.warmups, probes=state.probes, targets=spec.targets, details=details,
         )
 
     def _attribute(self, item: PlanItem) -> dict[str, Any]:
@@ -206,6 +226,11 @@ def gc_details(replies: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def load_details(replies: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per worker process, what the rest of the machine did while it measured (see probes.contention)."""
+    return [dict(reply.get("details", {}).get("load") or {}) for reply in replies if reply.get("samples")]
+
+
 def leak_details(samples: list[Sample], thresholds: LeakThresholds) -> dict[str, Any]:
     """A leak verdict per worker process; the benchmark leaks when most processes say so, and
     is described by the process with the median growth per operation."""
@@ -217,7 +242,10 @@ def leak_details(samples: list[Sample], thresholds: LeakThresholds) -> dict[str,
             operations=[s.values[r.LEAK_OPERATIONS] for s in mine], thresholds=thresholds,
         ))
     detected = sum(v.detected for v in verdicts) * 2 > len(verdicts)
-    ranked = sorted(verdicts, key=lambda v: v.mb_per_1000_ops if v.mb_per_1000_ops is not None else 0.0)
+    # The describing process comes from those that agree with the verdict, so a detected leak
+    # always carries a severity (and an undetected one none), whatever the median process said.
+    agreeing = [v for v in verdicts if v.detected == detected]
+    ranked = sorted(agreeing, key=lambda v: v.mb_per_1000_ops if v.mb_per_1000_ops is not None else 0.0)
     middle = ranked[len(ranked) // 2]
     return {
         "detected": detected,

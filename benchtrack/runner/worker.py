@@ -10,6 +10,7 @@ import functools
 import gc
 import json
 import math
+import resource
 import sys
 import time
 import tracemalloc
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchtrack import results as r
+from benchtrack.probes.contention import MachineLoad
 from benchtrack.probes.gc_probe import GcProbe
 from benchtrack.probes.memory import PeakRssProbe, current_rss, current_uss, make_peak_probe
 from benchtrack.suite import BenchmarkInstance, describe_exception, find_instance
@@ -98,10 +100,13 @@ class SampleTaker:
     def timed(self, loops: int) -> dict[str, float]:
         self.gc_probe.reset()
         rss_before = current_rss()
+        switches = involuntary_switches()
         self.peak.start()
         wall_ns, cpu_ns = time_loops(self.call, loops)
         peak = self.peak.stop()
-        return self._common(loops, wall_ns, cpu_ns, rss_before, peak)
+        values = self._common(loops, wall_ns, cpu_ns, rss_before, peak)
+        values[r.CTX_INVOLUNTARY] = float(involuntary_switches() - switches)
+        return values
 
     def track(self) -> dict[str, float]:
         """One call whose returned {name: number} is recorded beside the usual probes."""
@@ -163,6 +168,12 @@ class SampleTaker:
         return values
 
 
+def involuntary_switches() -> int:
+    """Times the kernel took the CPU away from this process (~1 us to read): a sample that
+    was preempted shows it here, and its wall time then holds someone else's work."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
 def tracked_values(reported: object) -> dict[str, float]:
     if not isinstance(reported, Mapping) or not reported:
         raise TypeError(f"a track benchmark must return a non-empty {{name: number}} mapping, got {type(reported).__name__}")
@@ -194,9 +205,11 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
                 for _ in range(request.warmups):
                     take()
                 gc_probe.clear_pauses()
+                load = MachineLoad.start()
                 for index in range(request.samples):
                     samples.append({"process": request.process, "index": index, "loops": loops, "values": take()})
-                details = {"gc_pauses_s": [p / 1e9 for p in gc_probe.pauses_ns], "gc_stats": gc.get_stats()}
+                details = {"gc_pauses_s": [p / 1e9 for p in gc_probe.pauses_ns], "gc_stats": gc.get_stats(),
+                           "load": load.stop()}
         finally:
             teardown()
     except Exception as exc:  # noqa: BLE001 - a failing benchmark is a result, not a crash

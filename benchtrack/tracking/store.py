@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchtrack.analysis.features import HistoryRun, history_metrics, metric_summaries
+from benchtrack.analysis.features import HistoryRun, contention, cpu_count, history_metrics, metric_summaries
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, run_result_to_dict
 from benchtrack.tracking.uri import ARTIFACTS_FOLDER, sqlite_path
@@ -177,6 +177,11 @@ class MlflowStore:
         }
         if bench.error:
             tags["benchtrack.error"] = bench.error
+        if bench.samples:
+            found = contention(bench, cpu_count(run.metadata))
+            tags["benchtrack.contended"] = "true" if found.contended else "false"
+            if found.contended:
+                tags["benchtrack.contention"] = found.reason
         with _translate_errors(f"cannot log benchmark {bench.name!r}"):
             child = self._client.create_run(experiment_id, start_time=now_ms, tags=_clip_tags(tags), run_name=bench.name)
             run_id = str(child.info.run_id)
@@ -202,6 +207,9 @@ class MlflowStore:
         with _translate_errors("cannot finish the parent run"):
             self.write_points(parent_run_id, metrics)
             self._client.set_tag(parent_run_id, "benchtrack.failed", str(failed))
+            cpus = cpu_count(run.metadata)
+            contended = [b.name for b in run.benchmarks if b.samples and contention(b, cpus).contended]
+            self._client.set_tag(parent_run_id, "benchtrack.contended", str(len(contended)))
             self._client.set_terminated(parent_run_id, "FINISHED", end_time=int(run.finished_at * 1000))
 
     def load_benchmark_result(self, run_id: str) -> RunResult:
@@ -268,7 +276,8 @@ class MlflowStore:
                 per_benchmark: int = 30) -> dict[str, list[HistoryRun]]:
         """Earlier successful runs of every benchmark of a suite on this branch and machine,
         newest first, in one query: their history.* and anomaly.* summary metrics. ``exclude``
-        holds run ids; a benchmark run is left out when it or its parent is excluded."""
+        holds run ids and invocation ids; a benchmark run is left out when it, its parent or its
+        invocation is excluded."""
         name = EXPERIMENT_PREFIX + suite
         with _translate_errors(f"cannot read the history of {name}"):
             experiment = self._client.get_experiment_by_name(name)
@@ -285,12 +294,17 @@ class MlflowStore:
             benchmark = run.data.tags.get("benchtrack.benchmark", "")
             if any(run.data.tags.get(k) != v for k, v in wanted.items()):
                 continue  # values MLflow's filter syntax cannot quote are checked here
-            excluded = run.info.run_id in exclude or run.data.tags.get("mlflow.parentRunId") in exclude
+            ids = (run.info.run_id, run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("benchtrack.invocation"))
+            excluded = any(i in exclude for i in ids if i)
             if excluded or len(history.get(benchmark, [])) >= per_benchmark:
                 continue
             metrics = {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}
             processes = int(run.data.metrics.get("processes", 1))
-            history.setdefault(benchmark, []).append(HistoryRun(run.info.run_id, metrics, processes))
+            tags = run.data.tags
+            invocation = tags.get("benchtrack.invocation") or tags.get("mlflow.parentRunId", "")
+            history.setdefault(benchmark, []).append(HistoryRun(
+                run.info.run_id, metrics, processes, invocation=invocation, level=tags.get("benchtrack.level", ""),
+                loops=run.data.params.get("loops", "")))
         return history
 
     def _benchtrack_experiments(self) -> list[str]:
@@ -347,6 +361,11 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
         for statistic, value in stats.items()
     }
     metrics["samples"] = float(len(bench.samples))
+    if bench.samples:
+        found = contention(bench, 0)
+        metrics["contention.descheduled_fraction"] = found.descheduled_fraction
+        if found.others_cpus is not None:
+            metrics["contention.others_cpus"] = found.others_cpus
     metrics["processes"] = float(bench.process_count)
     if bench.ok and bench.samples:
         metrics.update(history_metrics(bench))

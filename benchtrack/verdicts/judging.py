@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from benchtrack.analysis.features import cpu_count
 from benchtrack.baseline_snapshot import BaselineSnapshot
 from benchtrack.config import Config, Level
 from benchtrack.results import BenchmarkResult
 from benchtrack.session import Invocation, SuiteOutcome
-from benchtrack.verdicts import PromotionDecision, Report, compare_results, promotion_decision
+from benchtrack.verdicts.calibration import Calibration
+from benchtrack.verdicts.history import invocation_of, read_history
+from benchtrack.verdicts.policy import PromotionDecision, Report, compare_results, promotion_decision
 
 
 class Registry(Protocol):
@@ -75,29 +78,76 @@ def memory_checks(bench: BenchmarkResult, config: Config) -> list[MemoryCheck]:
     return checks
 
 
-def judge(invocation: Invocation, config: Config, level: Level, store: Any | None, registry: Registry | None,
-          snapshots: Sequence[BaselineSnapshot] = ()) -> list[SuiteJudgement]:
-    """With snapshots, each suite is judged against the snapshot of that suite (and nothing is
-    promoted); otherwise against the store's current baselines."""
-    return [_judge_suite(outcome, config, level, store, registry, snapshots) for outcome in invocation.suites]
+@dataclass(frozen=True)
+class Baselines:
+    """The baselines of one suite, wherever they came from, and the run ids behind them (never
+    part of the history the comparison reads)."""
+
+    results: Mapping[str, BenchmarkResult]
+    run_ids: tuple[str, ...]
+    source: str
 
 
-def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any | None,
-                 registry: Registry | None, snapshots: Sequence[BaselineSnapshot]) -> SuiteJudgement:
+class BaselineSource(Protocol):
+    """Where a suite's baselines come from: the store's promotion records, or snapshots."""
+
+    def baselines(self, suite: str, branch: str, fingerprint: str) -> Baselines: ...
+
+    @property
+    def promotes(self) -> bool: ...
+
+
+class StoreBaselines:
+    def __init__(self, store: Any, registry: Registry) -> None:
+        self._store, self._registry = store, registry
+
+    @property
+    def promotes(self) -> bool:
+        return True
+
+    def baselines(self, suite: str, branch: str, fingerprint: str) -> Baselines:
+        records = self._registry.current_for(suite, branch, fingerprint)
+        results = {name: self._store.load_benchmark_result(record.run_id).benchmarks[0] for name, record in records.items()}
+        return Baselines(results, tuple(record.run_id for record in records.values()), f"{branch} baselines")
+
+
+class SnapshotBaselines:
+    def __init__(self, snapshots: Sequence[BaselineSnapshot]) -> None:
+        self._snapshots = snapshots
+
+    @property
+    def promotes(self) -> bool:
+        return False
+
+    def baselines(self, suite: str, branch: str, fingerprint: str) -> Baselines:  # noqa: ARG002 - taken as given
+        mine = [snapshot for snapshot in self._snapshots if snapshot.suite == suite]
+        entries = [e for snapshot in mine for e in snapshot.entries]
+        source = f"snapshot ({mine[0].branch})" if mine else "no snapshot of this suite"
+        return Baselines({e.benchmark: e.result.benchmarks[0] for e in entries}, tuple(e.run_id for e in entries), source)
+
+
+def judge(invocation: Invocation, config: Config, level: Level, store: Any | None, source: BaselineSource | None,
+          registry: Registry | None = None, calibration: Calibration | None = None) -> list[SuiteJudgement]:
+    """Each suite against its baselines from ``source`` (the store's, or snapshots); the
+    registry promotes when the source is the store's."""
+    return [_judge_suite(outcome, config, level, store, source, registry, calibration) for outcome in invocation.suites]
+
+
+def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any | None, source: BaselineSource | None,
+                 registry: Registry | None, calibration: Calibration | None) -> SuiteJudgement:
     run = outcome.result
     fingerprint = run.metadata.get("benchtrack.machine.fingerprint", "")
     candidate = {b.name: b for b in run.benchmarks}
-    baseline, source = _baselines(run.suite, config, fingerprint, store, registry, snapshots)
-    history = {}
-    if store is not None:
-        exclude = frozenset(filter(None, [outcome.parent_run_id]))
-        history = store.history(run.suite, config.baseline_branch, fingerprint, exclude=exclude)
-    report = compare_results(baseline, candidate, config, level, history)
+    found = source.baselines(run.suite, config.baseline_branch, fingerprint) if source else Baselines({}, (), "none")
+    exclude = [outcome.parent_run_id, invocation_of(run.metadata), *outcome.child_run_ids.values(), *found.run_ids]
+    history = read_history(store, [run.suite], config.baseline_branch, fingerprint, exclude)
+    report = compare_results(found.results, candidate, config, level, history, calibration=calibration,
+                             cpus=cpu_count(run.metadata), candidate_level=run.level)
     checks_by_bench = {bench.name: memory_checks(bench, config) for bench in run.benchmarks}
     promotions: dict[str, PromotionDecision] = {}
-    if registry is not None and not snapshots:
+    if registry is not None and source is not None and source.promotes:
         for bench in run.benchmarks:
-            decision = promotion_decision(level, config, run.metadata, bench, bench.name in baseline, report)
+            decision = promotion_decision(level, config, run.metadata, bench, bench.name in found.results, report)
             if decision.promote and any(not c.passed for c in checks_by_bench[bench.name]):
                 decision = PromotionDecision(False, "a memory or GC check failed")
             run_id = outcome.child_run_ids.get(bench.name)
@@ -105,19 +155,4 @@ def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any
                 registry.promote(run_id, decision.reason)
             promotions[bench.name] = decision
     checks = tuple(check for bench_checks in checks_by_bench.values() for check in bench_checks)
-    return SuiteJudgement(run.suite, report, source, promotions, checks)
-
-
-def _baselines(suite: str, config: Config, fingerprint: str, store: Any | None, registry: Registry | None,
-               snapshots: Sequence[BaselineSnapshot]) -> tuple[dict[str, BenchmarkResult], str]:
-    if snapshots:
-        mine = [snapshot for snapshot in snapshots if snapshot.suite == suite]
-        entries = {e.benchmark: e.result.benchmarks[0] for snapshot in mine for e in snapshot.entries}
-        return entries, f"snapshot ({mine[0].branch})" if mine else "no snapshot of this suite"
-    if registry is None or store is None:
-        return {}, "none"
-    records = registry.current_for(suite, config.baseline_branch, fingerprint)
-    baseline = {}
-    for name, record in records.items():
-        baseline[name] = store.load_benchmark_result(record.run_id).benchmarks[0]
-    return baseline, f"{config.baseline_branch} baselines"
+    return SuiteJudgement(run.suite, report, found.source, promotions, checks)

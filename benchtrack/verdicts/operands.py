@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchtrack.analysis.features import cpu_count
+from benchtrack.config import Config, Level
 from benchtrack.errors import ResultFormatError, UsageError
 from benchtrack.results import BenchmarkResult, RunResult
+from benchtrack.verdicts.calibration import Calibration
+from benchtrack.verdicts.history import exclusions, read_history
+from benchtrack.verdicts.policy import Report, compare_results
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -93,3 +98,20 @@ def git_commit(ref: str, cwd: Path) -> str | None:
         return None
     sha = result.stdout.strip()
     return sha if result.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else None
+
+
+def compare_operands(left: Operand, right: Operand, base: Mapping[str, BenchmarkResult],
+                     cand: Mapping[str, BenchmarkResult], config: Config, level: Level,
+                     open_store: Callable[[], Any] | None, calibration: Calibration | None) -> Report:
+    """`benchtrack compare`: the same judging as after a run. History comes from the baseline's
+    branch (else the configured baseline branch) and the candidate's machine fingerprint, and
+    never holds either of the two runs being compared, so the same two runs get the same verdict
+    by run id, by git ref and by file. ``open_store`` is None when there is no store to read."""
+    metadata = right.metadata or left.metadata
+    fingerprint = metadata.get("benchtrack.machine.fingerprint", "")
+    branch = left.metadata.get("benchtrack.git.branch") or config.baseline_branch
+    suites = [run.suite for operand in (left, right) for run in operand.runs]
+    store = open_store() if open_store is not None and fingerprint else None
+    history = read_history(store, suites, branch, fingerprint, exclusions(left, right))
+    return compare_results(base, cand, config, level, history, calibration=calibration,
+                           cpus=cpu_count(metadata), candidate_level=right.runs[0].level if right.runs else "")

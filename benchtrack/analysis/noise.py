@@ -1,0 +1,120 @@
+"""Noise between whole invocations, estimated rather than assumed (pure).
+
+A whole invocation runs slower or faster together, every benchmark with it. Two consequences:
+- the median change of a suite's benchmarks between two invocations (the *suite-wide shift*) is
+  mostly the machine, and is taken out of each benchmark's change and reported;
+- what remains varies from benchmark to benchmark; its size comes from the best source there is:
+  the benchmark's history (after the last change point, with each earlier invocation's own shift
+  taken out), an A/A calibration of this machine, or the spread of the other benchmarks'
+  changes in this very pair; a prior only when none of them exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from benchtrack.analysis.compare import History, RunNoise, Shift
+
+MIN_SUITE = 5  # benchmarks of one metric needed to estimate a shift and a spread from the suite
+MOVED = 0.02  # a benchmark "moved" when its change exceeds 2%
+SUITE_NOISE_FLOOR = 0.0  # the floor is applied per comparison (compare.RUN_NOISE_FLOOR)
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """One benchmark's change between the two sides (log scale) and its within-run variance."""
+
+    benchmark: str
+    difference: float
+    within_variance: float
+    single_process: bool = False
+
+
+def suite_shift(changes: Sequence[PairedChange]) -> Shift | None:
+    """The median change of the benchmarks that moved together, and its uncertainty; None for
+    suites too small to tell. The benchmarks that really changed (up to a third of a suite, as a
+    commit may slow many) are trimmed off first, so they pull neither the shift nor the spread."""
+    differences = np.array([c.difference for c in changes])
+    if len(differences) < MIN_SUITE:
+        return None
+    kept = null_cluster(differences)
+    if len(kept) < MIN_SUITE:
+        return None
+    median = float(np.median(kept))
+    moved = int(max(np.sum(differences > MOVED), np.sum(differences < -MOVED))) if abs(median) > MOVED else 0
+    variance = (math.pi / 2.0) * float(np.mean((kept - median) ** 2)) * TRUNCATION_CORRECTION / len(kept)
+    return Shift(median, variance, max(1.0, len(kept) - 1.0), len(differences), moved)
+
+
+def suite_run_noise(changes: Sequence[PairedChange], shift: Shift) -> RunNoise:
+    """Between-run variance of one invocation from the spread of the other benchmarks' changes
+    around the shift, the benchmarks that really changed trimmed off, less what their own
+    within-run spread explains."""
+    residuals = np.array([c.difference - shift.log_shift for c in changes])
+    # One process a side (pytest-benchmark): each invocation is a single draw of the speed modes,
+    # so a benchmark that jumped by a mode is noise, not a change to trim off.
+    kept = residuals if any(c.single_process for c in changes) else null_cluster(residuals)
+    within = float(np.median([c.within_variance for c in changes]))
+    spread = float(np.mean((kept - np.median(kept)) ** 2)) * TRUNCATION_CORRECTION
+    variance = max(SUITE_NOISE_FLOOR**2, (spread - within) / 2.0)
+    return RunNoise(variance, max(1.0, len(kept) - 1.0), "suite")
+
+
+TRIM_SDS = 3.0
+TRUNCATION_CORRECTION = 1.0 / 0.9733  # E[x^2 | |x| < 3 sd] = 0.9733 sd^2 for normal x
+
+
+def null_cluster(values: np.ndarray) -> np.ndarray:
+    """The values that agree with the bulk. The bulk is found by the shortest interval holding
+    half of the values (least median of squares): unlike the median and the MAD it is not
+    dragged by a third of the values moving one way, as when a commit slows many benchmarks.
+    Its half-width gives the scale (0.674 SD for normal noise); values beyond TRIM_SDS of those
+    SDs from its middle are dropped, once (trimming again would shrink to a tight core)."""
+    if len(values) < 3:
+        return values
+    ordered = np.sort(values)
+    half = len(ordered) // 2 + 1
+    widths = ordered[half - 1 :] - ordered[: len(ordered) - half + 1]
+    start = int(np.argmin(widths))
+    centre = float((ordered[start] + ordered[start + half - 1]) / 2.0)
+    # the shortest of many windows is short by chance too: Rousseeuw and Leroy's small-sample factor
+    scale = float(widths[start]) / 2.0 / HALF_WIDTH_IN_SDS * (1.0 + 5.0 / (len(values) - 1))
+    if scale <= 0:
+        return values
+    return values[np.abs(values - centre) <= TRIM_SDS * scale]
+
+
+HALF_WIDTH_IN_SDS = 0.674  # half the width of the middle half of a normal distribution, in SDs
+
+
+def without_invocation_shifts(histories: Mapping[str, History]) -> dict[str, History]:
+    """Each earlier invocation's own suite-wide shift taken out of its runs' centres, so the
+    history's spread is the benchmark's own noise (the shift of this pair is taken out too)."""
+    centre_of = {name: float(np.median([r.centre for r in h.runs])) for name, h in histories.items() if h.runs}
+    offsets: dict[str, list[float]] = {}
+    for name, history in histories.items():
+        for run in history.runs:
+            if run.invocation:
+                offsets.setdefault(run.invocation, []).append(run.centre - centre_of[name])
+    shift_of = {inv: float(np.median(v)) for inv, v in offsets.items() if len(v) >= MIN_SUITE}
+    return {
+        name: History(tuple(replace(r, centre=r.centre - shift_of.get(r.invocation, 0.0)) for r in history.runs))
+        for name, history in histories.items()
+    }
+
+
+def choose_run_noise(known: RunNoise | None, suite: RunNoise | None) -> RunNoise | None:
+    """The benchmark's own measured noise (history, else calibration) when there is some.
+    Without it, the suite's own spread, with its degrees of freedom capped: one pooled spread
+    stands for benchmarks that differ in noisiness (GC-heavy and system-call benchmarks moved
+    3-4x more than the median one here), so its tails must be heavy."""
+    if known is not None:
+        return known
+    return None if suite is None else replace(suite, df=min(suite.df, SUITE_ONLY_DF))
+
+
+SUITE_ONLY_DF = 10.0
