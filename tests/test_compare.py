@@ -185,7 +185,8 @@ def one_process(g: np.random.Generator, centre: float) -> Side:
 
 
 def test_one_process_sides_use_the_history() -> None:
-    centres = [math.log(BASE_SECONDS) + d for d in (-0.005, 0.0, 0.005, 0.0025, -0.0025, 0.001)]
+    # one-process runs are one draw of the speed modes each: twelve of them make a usable history
+    centres = [math.log(BASE_SECONDS) + d for d in (-0.005, 0.0, 0.005, 0.0025, -0.0025, 0.001) * 2]
     history = History(tuple(RunStatistics(centre, 0.0, 1) for centre in centres))
     g = rng(5)
     c = compare_wall(one_process(g, BASE_SECONDS), one_process(g, 1.1 * BASE_SECONDS), history)
@@ -195,7 +196,7 @@ def test_one_process_sides_use_the_history() -> None:
 
 
 def test_history_of_one_process_runs_gives_the_spread_of_run_centres() -> None:
-    centres = [math.log(BASE_SECONDS) + d for d in (-0.01, 0.0, 0.01, 0.005, -0.005)]
+    centres = [math.log(BASE_SECONDS) + d for d in (-0.01, 0.0, 0.01, 0.005, -0.005, 0.002) * 2]
     history = History(tuple(RunStatistics(centre, 0.0, 1) for centre in centres))
     assert history.pooled_process_variance() is None
     g = rng(5)

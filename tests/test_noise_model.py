@@ -59,15 +59,15 @@ def noisy_history(rng: np.random.Generator, runs: int, run_sd: float, processes:
 
 
 def test_between_run_variance_sets_the_degrees_of_freedom_when_it_dominates() -> None:
-    """Five history runs scatter by 10% while processes agree to 0.2%: the between-run part is
-    estimated from 4 degrees of freedom, so the test must have about that many, not ~infinitely
+    """Six history runs scatter by 10% while processes agree to 0.2%: the between-run part is
+    estimated from 5 degrees of freedom, so the test must have about that many, not ~infinitely
     many (which would make the interval far too narrow exactly when run noise dominates)."""
     rng = np.random.default_rng(1)
-    history = noisy_history(rng, 5, 0.10)
+    history = noisy_history(rng, 6, 0.10)
     comparison = compare_metric("b", WALL_SPEC, tight_side(rng, BASE_SECONDS), tight_side(rng, BASE_SECONDS * 1.25),
                                 ComparisonSettings(), history)
     assert comparison.spread_source == "processes/history"
-    assert comparison.df < 6.0
+    assert comparison.df < 7.0
     assert comparison.run_noise_share > 0.99
     variance = ((math.log1p(comparison.ci_high) - math.log1p(comparison.ci_low)) / 2) ** 2
     # the half-width uses t(df), far wider than the normal quantile the old infinite df gave
@@ -91,8 +91,8 @@ def test_one_process_sides_use_their_own_spread_plus_the_between_run_part() -> N
     rng = np.random.default_rng(3)
     one = Side(tuple((BASE_SECONDS * np.exp(rng.normal(0, 0.05, 200))).tolist()), (0,) * 200)
     other = Side(tuple((BASE_SECONDS * 1.3 * np.exp(rng.normal(0, 0.05, 200))).tolist()), (0,) * 200)
-    quiet = compare_metric("b", WALL_SPEC, one, other, ComparisonSettings(), noisy_history(rng, 8, 0.01, processes=1))
-    noisy = compare_metric("b", WALL_SPEC, one, other, ComparisonSettings(), noisy_history(rng, 8, 0.15, processes=1))
+    quiet = compare_metric("b", WALL_SPEC, one, other, ComparisonSettings(), noisy_history(rng, 12, 0.01, processes=1))
+    noisy = compare_metric("b", WALL_SPEC, one, other, ComparisonSettings(), noisy_history(rng, 12, 0.15, processes=1))
     assert quiet.spread_source == "samples/history"
     assert quiet.verdict == "regression"
     assert noisy.verdict == "inconclusive"  # the same files, judged against a noisier machine's history

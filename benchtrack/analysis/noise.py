@@ -19,9 +19,12 @@ import numpy as np
 
 from benchtrack.analysis.compare import History, RunNoise, Shift
 
+TRIM_SDS = 3.0
+TRUNCATION_CORRECTION = 1.0 / 0.9733  # E[x^2 | |x| < 3 sd] = 0.9733 sd^2 for normal x
+SHIFT_TRIM_SDS = 2.5
+SHIFT_TRUNCATION_CORRECTION = 1.0 / 0.9113  # E[x^2 | |x| < 2.5 sd] = 0.9113 sd^2
 MIN_SUITE = 5  # benchmarks of one metric needed to estimate a shift and a spread from the suite
 MOVED = 0.02  # a benchmark "moved" when its change exceeds 2%
-SUITE_NOISE_FLOOR = 0.0  # the floor is applied per comparison (compare.RUN_NOISE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,12 @@ def suite_shift(changes: Sequence[PairedChange]) -> Shift | None:
     differences = np.array([c.difference for c in changes])
     if len(differences) < MIN_SUITE:
         return None
-    kept = null_cluster(differences)
+    kept = null_cluster(differences, SHIFT_TRIM_SDS, small_sample=False)
     if len(kept) < MIN_SUITE:
         return None
     median = float(np.median(kept))
     moved = int(max(np.sum(differences > MOVED), np.sum(differences < -MOVED))) if abs(median) > MOVED else 0
-    variance = (math.pi / 2.0) * float(np.mean((kept - median) ** 2)) * TRUNCATION_CORRECTION / len(kept)
+    variance = (math.pi / 2.0) * float(np.mean((kept - median) ** 2)) * SHIFT_TRUNCATION_CORRECTION / len(kept)
     return Shift(median, variance, max(1.0, len(kept) - 1.0), len(differences), moved)
 
 
@@ -60,20 +63,23 @@ def suite_run_noise(changes: Sequence[PairedChange], shift: Shift) -> RunNoise:
     kept = residuals if any(c.single_process for c in changes) else null_cluster(residuals)
     within = float(np.median([c.within_variance for c in changes]))
     spread = float(np.mean((kept - np.median(kept)) ** 2)) * TRUNCATION_CORRECTION
-    variance = max(SUITE_NOISE_FLOOR**2, (spread - within) / 2.0)
+    variance = max(0.0, (spread - within) / 2.0)  # floored per comparison (compare.RUN_NOISE_FLOOR)
     return RunNoise(variance, max(1.0, len(kept) - 1.0), "suite")
 
 
-TRIM_SDS = 3.0
-TRUNCATION_CORRECTION = 1.0 / 0.9733  # E[x^2 | |x| < 3 sd] = 0.9733 sd^2 for normal x
 
 
-def null_cluster(values: np.ndarray) -> np.ndarray:
+def null_cluster(values: np.ndarray, trim_sds: float = TRIM_SDS, small_sample: bool = True) -> np.ndarray:
     """The values that agree with the bulk. The bulk is found by the shortest interval holding
     half of the values (least median of squares): unlike the median and the MAD it is not
     dragged by a third of the values moving one way, as when a commit slows many benchmarks.
     Its half-width gives the scale (0.674 SD for normal noise); values beyond TRIM_SDS of those
-    SDs from its middle are dropped, once (trimming again would shrink to a tight core)."""
+    SDs from its middle are dropped, once (trimming again would shrink to a tight core).
+
+    The shift is found with a tight trim (the changed benchmarks must not drag it: on the real-run
+    corpus a looser one cut the detection of +20% changes with history from 60% to 47%); the
+    noise with a loose one and the small-sample factor (a tight one under-estimates the spread of
+    the unchanged benchmarks and false-alarms)."""
     if len(values) < 3:
         return values
     ordered = np.sort(values)
@@ -82,10 +88,11 @@ def null_cluster(values: np.ndarray) -> np.ndarray:
     start = int(np.argmin(widths))
     centre = float((ordered[start] + ordered[start + half - 1]) / 2.0)
     # the shortest of many windows is short by chance too: Rousseeuw and Leroy's small-sample factor
-    scale = float(widths[start]) / 2.0 / HALF_WIDTH_IN_SDS * (1.0 + 5.0 / (len(values) - 1))
+    factor = 1.0 + 5.0 / (len(values) - 1) if small_sample else 1.0
+    scale = float(widths[start]) / 2.0 / HALF_WIDTH_IN_SDS * factor
     if scale <= 0:
         return values
-    return values[np.abs(values - centre) <= TRIM_SDS * scale]
+    return values[np.abs(values - centre) <= trim_sds * scale]
 
 
 HALF_WIDTH_IN_SDS = 0.674  # half the width of the middle half of a normal distribution, in SDs
