@@ -40,6 +40,14 @@ def detection_quality(corpora: object) -> dict[str, float]:
     report.update({f"real.{k}": v for k, v in real_corpus.estimator_evidence(real).items()})
     report.update(_acceptance(report))
     report.update(_synthetic(real_corpus, synthetic))
+    # the synthetic model set beside what real runs show (noise_profile): it must model the real noise
+    for condition in ("quiet", "loaded"):
+        profile = real_corpus.noise_profile(real, "benchtrack", condition)
+        report.update({f"profile.real.{condition}.{k}": v for k, v in profile.items()})
+    for (sigma_inv, sigma_run), invocations in synthetic.items():
+        profile = real_corpus.noise_profile(invocations, "synthetic", "quiet")
+        label = f"profile.synthetic.inv{round(sigma_inv * 100)}_run{round(sigma_run * 100)}"
+        report.update({f"{label}.{k}": v for k, v in profile.items()})
     return report
 
 

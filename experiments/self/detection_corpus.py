@@ -58,7 +58,7 @@ def generate_level(seed: int, sigma_inv: float, sigma_run: float) -> list[Invoca
     plan = [1.0] * NULL_INVOCATIONS + list(CHANGED)
     invocations = []
     for position, factor in enumerate(plan):
-        contended = rng.random() < CONTENDED_SHARE
+        contended = position % round(1 / CONTENDED_SHARE) == 1  # every fourth invocation, nulls and changed alike
         invocation_effect = rng.normal(0.0, sigma_inv) + (rng.exponential(sigma_inv) if rng.random() < 0.1 else 0.0)
         factors = {} if factor == 1.0 else {n: factor for i, n in enumerate(names) if i % 3 == position % 3}
         benches = []
