@@ -9,10 +9,11 @@ whole invocation runs 10-50% slower or faster, every benchmark with it. So:
   *fastest process* (Chen & Revels, HPEC 2016: interference only ever adds time). Worker
   processes land in speed modes (layout, hash seed, the host's placement) and a slow invocation is
   mostly one whose processes landed in slow modes; the fastest process's low quantile moved by a
-  median 1.4% between invocations of identical code on this machine where the mean of the
-  processes moved by 5-6% (experiments/self/real_corpus.py, estimator_evidence). Its uncertainty
-  is the spread of that centre between invocations (no within-run estimate of a minimum over
-  speed modes is honest);
+  median 1.9% between invocations of identical code on this machine where the mean of the
+  processes moved by 7% (experiments/self/real_corpus.py, estimator_evidence). Its uncertainty
+  is the spread of that centre between invocations when history or a calibration measured it;
+  with only the suite or a prior, the sampling uncertainty of the fastest process's quantile is
+  added (a jackknife over processes is no help: it gives the gap to the next speed mode);
 - memory and GC: the mean over processes of each process's trimmed mean;
 - the variance of the difference has three parts, each with its own degrees of freedom, joined
   by Welch-Satterthwaite: the within-invocation uncertainty of both sides (pooled with history
