@@ -159,6 +159,7 @@ def compare_results(
     anomalies: dict[str, AnomalyResult] = {}
     pending: list[_Pending] = []
     contended: dict[str, tuple[Contention, Contention]] = {}
+    usable: dict[str, list[HistoryRun]] = {}
     common = sorted(set(baseline) & set(candidate))
     for name in common:
         base, cand = baseline[name], candidate[name]
@@ -167,17 +168,16 @@ def compare_results(
             skipped[name] = reason
             continue
         settings = ComparisonSettings(alpha=config.alpha, thresholds=config.thresholds_for(level, name, cand.benchmark))
-        runs = usable_history(history.get(name, ()), cand, candidate_level)
+        usable[name] = usable_history(history.get(name, ()), cand, candidate_level)
         contended[name] = (contention(base, cpus), contention(cand, cpus))
-        pending.extend(_pending_metrics(name, base, cand, settings, runs))
+        pending.extend(_pending_metrics(name, base, cand, settings, usable[name]))
     for name in sorted(set(candidate) - set(baseline)):
         # No baseline yet, but history may exist: a first baseline must not be an anomalous run.
         if candidate[name].ok and candidate[name].samples and history.get(name):
             anomalies[name] = _anomaly(candidate[name], history[name], seed)
     raw, shifts = _compare_pending(pending, calibration, contended)  # raises on bad input before anything else
-    for name in contended:
-        anomalies[name] = _anomaly(candidate[name], usable_history(history.get(name, ()), candidate[name],
-                                                                   candidate_level), seed)
+    for name, runs in usable.items():
+        anomalies[name] = _anomaly(candidate[name], runs, seed)
 
     def thresholds_for(comparison: Comparison) -> Mapping[str, Thresholds]:
         bench = candidate[comparison.benchmark]
