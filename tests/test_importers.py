@@ -340,6 +340,10 @@ def test_pyperf_runs_become_worker_processes(pyperf_files: dict[str, Path]) -> N
     assert {s.loops for s in sleep.samples} == {PYPERF_LOOPS}
     assert sleep.warmups == 1
     assert before - 600 < run.started_at < run.finished_at <= before
+    # pyperf's per-run load average comes along, so a comparison can see a busy machine
+    loads = sleep.details["load"]
+    assert len(loads) == 3
+    assert all(set(load) == {"load1"} and load["load1"] >= 0 for load in loads)
 
 
 def test_pyperf_values_are_seconds_per_loop(pyperf_files: dict[str, Path]) -> None:

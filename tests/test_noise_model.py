@@ -217,6 +217,15 @@ def test_descheduled_samples_need_a_preemption_and_a_wall_cpu_gap() -> None:
     assert "other programs used 1.8 of 2 CPUs" in busy.reason
 
 
+def test_a_load_average_stands_in_for_other_programs_cpu_where_that_was_not_measured() -> None:
+    """pyperf files carry the 1-minute load average of each run, which includes the worker itself."""
+    calm = side_contention([{"wall_s": 1.0}] * 5, [{"load1": 1.1}, {"load1": 1.2}], 2)
+    busy = side_contention([{"wall_s": 1.0}] * 5, [{"load1": 2.3}, {"load1": 2.0}], 2)
+    assert not calm.contended
+    assert busy.contended
+    assert busy.others_cpus == pytest.approx(1.15)
+
+
 def contended_samples(rng: np.random.Generator, wall: float) -> tuple[Sample, ...]:
     built = []
     for sample in samples(rng, wall=wall, between_cv=0.005, within_cv=0.005):

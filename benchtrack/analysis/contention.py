@@ -51,7 +51,10 @@ def descheduled(values: Mapping[str, float]) -> bool:
 def side_contention(samples: Sequence[Mapping[str, float]], loads: Sequence[Mapping[str, float]], cpus: int) -> Contention:
     flags = [descheduled(values) for values in samples]
     fraction = float(np.mean(flags)) if flags else 0.0
-    others = [float(load["others_cpus"]) for load in loads if "others_cpus" in load]
+    # others_cpus where benchtrack measured it; else the load average less the worker itself
+    # (pyperf records that per run)
+    others = [float(load["others_cpus"]) if "others_cpus" in load else max(0.0, float(load["load1"]) - 1.0)
+              for load in loads if "others_cpus" in load or "load1" in load]
     busy = float(np.median(others)) if others else None
     reasons = []
     if flags and fraction >= CONTENDED_FRACTION:

@@ -17,7 +17,8 @@ warm-ups and measured nothing, so they are skipped and do not count as a process
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -107,7 +108,19 @@ def _benchmark(runs: list[_Run], position: int) -> BenchmarkResult:
         samples=samples,
         error=None if samples else "no measured values, only calibration runs",
         warmups=len(measured[0][1].get("warmups") or ()) if measured else 0,
+        details={"load": _loads(meta for meta, _ in measured)},
     )
+
+
+def _loads(metas: Iterable[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """pyperf's per-run 1-minute load average, as benchtrack's per-process load details: what
+    lets a comparison see that a pyperf run was measured on a busy machine."""
+    loads = []
+    for meta in metas:
+        value = meta.get("load_avg_1min")
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            loads.append({"load1": float(value)})
+    return loads
 
 
 def _loops(name: str, meta: Mapping[str, Any]) -> int:
