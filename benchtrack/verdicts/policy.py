@@ -37,6 +37,7 @@ from benchtrack.analysis.compare import (
     compare_metric,
     estimate_side,
     history_run_noise,
+    spec_for,
     within_terms,
 )
 from benchtrack.analysis.contention import CONTENTION_SD, Contention
@@ -121,8 +122,7 @@ class Report:
 
 
 def _point_severity(c: Comparison, level: Level) -> str:
-    spec = {s.name: s for s in COMPARED_METRICS}.get(c.metric)
-    thresholds = level.thresholds.get(spec.family if spec else "time")
+    thresholds = level.thresholds.get(spec_for(c.metric).family)
     if thresholds is None:
         return "none"
     return thresholds.severity(c.absolute_change if thresholds.scale == "absolute" else c.change)

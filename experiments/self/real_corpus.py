@@ -16,7 +16,7 @@ import gzip
 import itertools
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +80,6 @@ def _condition(entry: dict[str, object]) -> str:
 
 
 def _renamed(bench: BenchmarkResult) -> BenchmarkResult:
-    from dataclasses import replace
-
     name = bench.name
     if "[" in name and name.endswith("]"):
         name = name[name.index("[") + 1 : -1]
