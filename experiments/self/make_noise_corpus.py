@@ -116,7 +116,8 @@ def measure(entry: Entry, raw: Path) -> None:
         "pytest-benchmark": [sys.executable, "-m", "pytest", str(SUITE / "noise_pytest.py"), "-q", "-p", "no:cacheprovider",
                              f"--rootdir={SUITE}", f"--benchmark-json={raw}"],
         "pyperf": [sys.executable, str(SUITE / "noise_pyperf.py"), "--processes", "4", "--min-time", "0.05",
-                   "--quiet", "-o", str(raw)],
+                   # pyperf's workers start with a clean environment: without this they run factor 1.00
+                   "--inherit-environ", "BENCHTRACK_NOISE_FACTORS", "--quiet", "-o", str(raw)],
     }
     result = subprocess.run(commands[entry.tool], env=env, cwd=SUITE, capture_output=True, text=True, check=False)
     if not raw.exists():
