@@ -62,6 +62,15 @@ DEFAULT_LEVELS: Mapping[str, Level] = {
 
 
 @dataclass(frozen=True)
+class RerunSettings:
+    """[rerun]: how `compare --rerun` measures two commits side by side."""
+
+    pythonpath: tuple[str, ...] = (".",)  # relative to each checkout's root: where the code under test imports from
+    max_rounds: int = 24  # worker processes per side, at most; looked at after 8, 16 and 24 (analysis.paired)
+    budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything levels.toml says: levels, per-benchmark thresholds and the baseline policy."""
 
@@ -71,6 +80,7 @@ class Config:
     alpha: float = 0.01
     leak: LeakThresholds = field(default_factory=LeakThresholds)
     gc_pause_p95_s: float = 0.1  # GC pause p95 above this fails a GC check
+    rerun: RerunSettings = field(default_factory=RerunSettings)
 
     def thresholds_for(self, level: Level, benchmark: str, base_name: str) -> dict[str, Thresholds]:
         """Defaults, then the level's, then the benchmark's (by full name, else base name)."""
@@ -102,7 +112,7 @@ def load_config(path: Path | None) -> Config:
     levels = data.get("levels")
     if not isinstance(levels, dict) or not levels:
         raise ConfigError(f"{path}: no [levels.<name>] tables")
-    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline", "memory"}
+    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline", "memory", "rerun"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown))}")
     defaults = {**DEFAULT_THRESHOLDS, **_parse_thresholds(path, "thresholds", data.get("thresholds", {}))}
@@ -125,6 +135,23 @@ def load_config(path: Path | None) -> Config:
         leak=_parse_leak(path, memory),
         gc_pause_p95_s=_bounded_number(path, "memory.gc_pause_p95_ms", memory.get("gc_pause_p95_ms", 100.0), 0.001, 1e6)
         / 1000.0,
+        rerun=_parse_rerun(path, data.get("rerun", {})),
+    )
+
+
+def _parse_rerun(path: Path, value: Any) -> RerunSettings:
+    """[rerun] pythonpath = ["src"], max_rounds = 20, budget_minutes = 10."""
+    table = _known(path, "rerun", value, {"pythonpath", "max_rounds", "budget_minutes"})
+    defaults = RerunSettings()
+    pythonpath = defaults.pythonpath
+    if "pythonpath" in table:
+        pythonpath = _string_list(path, "rerun.pythonpath", table["pythonpath"])
+    return RerunSettings(
+        pythonpath=pythonpath,
+        max_rounds=_bounded_number(path, "rerun.max_rounds", table.get("max_rounds", defaults.max_rounds), 2, 10_000,
+                                   integer=True),
+        budget_s=60.0 * _bounded_number(path, "rerun.budget_minutes", table.get("budget_minutes", defaults.budget_s / 60),
+                                        0.01, 10_000),
     )
 
 
@@ -188,7 +215,7 @@ def _parse_level(path: Path, name: str, table: Any, default_thresholds: Mapping[
                                           integer=key in ("processes", "samples", "warmups"))
     for key in ("tags", "exclude_tags"):
         if key in table:
-            values[key] = _string_list(path, name, key, table[key])
+            values[key] = _string_list(path, f"levels.{name}.{key}", table[key])
     if "fail_on" in table:
         values["fail_on"] = _choice(path, f"levels.{name}.fail_on", table["fail_on"], SEVERITIES)
     for key in ("promote", "fail_on_undecided"):
@@ -258,7 +285,7 @@ def _bounded_number(path: Path, label: str, value: Any, low: float, high: float,
     return int(value) if integer else float(value)
 
 
-def _string_list(path: Path, level: str, key: str, value: Any) -> tuple[str, ...]:
+def _string_list(path: Path, where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{path}: levels.{level}.{key} must be a list of strings")
+        raise ConfigError(f"{path}: {where} must be a list of strings")
     return tuple(value)

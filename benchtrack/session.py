@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -132,6 +132,30 @@ class Session:
         if parent_id is not None:
             self._guard(lambda s: s.finish_invocation(parent_id, result))
         return SuiteOutcome(result, parent_id, child_ids)
+
+    def log_measured(self, results: Sequence[RunResult], spool_name: str) -> tuple[list[SuiteOutcome], Path | None]:
+        """Log results measured elsewhere (both sides of an interleaved comparison), each as its
+        own parent run with its benchmarks; what the store did not take is spooled."""
+        outcomes = [self._log_one(result, result.metadata.get(INVOCATION_KEY, spool_name)) for result in results]
+        spool = self._spool(spool_name, outcomes) if self._tracking_error else None
+        return outcomes, spool
+
+    def _log_one(self, result: RunResult, invocation_id: str) -> SuiteOutcome:
+        shell = replace(result, benchmarks=())
+        parent_id = self._guard(lambda s: s.start_invocation(shell, invocation_id))
+        child_ids: dict[str, str] = {}
+        if parent_id is None:
+            return SuiteOutcome(result, None, child_ids)
+        for bench in result.benchmarks:
+            logged = self._guard(lambda s: s.log_benchmark(parent_id, shell, bench))  # noqa: B023 - called at once
+            if logged is not None:
+                child_ids[bench.name] = str(getattr(logged, "run_id", ""))
+        self._guard(lambda s: s.finish_invocation(parent_id, result))
+        return SuiteOutcome(result, parent_id, child_ids)
+
+    @property
+    def tracking_error(self) -> str | None:
+        return self._tracking_error
 
     def _guard(self, action: Callable[[Store], _T]) -> _T | None:
         """Stop logging after the first store failure, but keep measuring."""

@@ -25,13 +25,21 @@ from benchtrack.analysis.compare import (
     RunNoise,
     RunStatistics,
     Side,
+    adjust_for_multiplicity,
     compare_metric,
     estimate_side,
+    pool_with_history,
     within_terms,
 )
 from benchtrack.analysis.contention import descheduled, side_contention
 from benchtrack.analysis.features import HistoryRun, history_metrics
-from benchtrack.analysis.noise import PairedChange, suite_run_noise, suite_shift, without_invocation_shifts
+from benchtrack.analysis.noise import (
+    PairedChange,
+    suite_offset,
+    suite_run_noise,
+    suite_shift,
+    without_invocation_shifts,
+)
 from benchtrack.config import DEFAULT_LEVELS, Config
 from benchtrack.errors import ResultFormatError
 from benchtrack.results import Sample
@@ -160,6 +168,78 @@ def test_suite_noise_ignores_the_benchmarks_that_really_changed() -> None:
     with_outlier = suite_run_noise(changes, suite_shift(changes))  # type: ignore[arg-type]
     assert with_outlier.variance == pytest.approx(clean.variance, rel=0.5)
     assert with_outlier.df == 13
+
+
+def test_the_shift_is_the_level_of_the_unchanged_benchmarks_when_changed_and_noisy_ones_make_half() -> None:
+    # As in a real pair of the corpus: 8 quiet benchmarks near +1%, two noisy ones jumped +12%,
+    # six did 20% more work. A half-sized window straddled both groups and gave a +8% shift.
+    quiet = [-0.006, -0.003, -0.002, -0.001, 0.007, 0.014, 0.028, 0.039]
+    changed = [0.146, 0.152, 0.185, 0.189, 0.224, 0.242]
+    changes = [PairedChange(f"b{i}", d, 1e-6) for i, d in enumerate([*quiet, 0.117, 0.117, *changed])]
+    shift = suite_shift(changes)
+    assert shift is not None
+    assert shift.log_shift == pytest.approx(0.004, abs=0.01)
+
+
+def test_the_shifts_uncertainty_comes_from_the_bulk_not_the_noisy_few() -> None:
+    rng = np.random.default_rng(17)
+    draws = rng.normal(0.0, 0.01, size=16).tolist()
+    calm = suite_shift([PairedChange(f"b{i}", d, 1e-6) for i, d in enumerate(draws)])
+    # two noisy benchmarks at 4 SDs: a mean of squares would double the shift's SD
+    wild = suite_shift([PairedChange(f"b{i}", d, 1e-6) for i, d in enumerate([*draws[:14], 0.04, -0.04])])
+    assert calm is not None
+    assert wild is not None
+    assert math.sqrt(wild.variance) < 1.5 * math.sqrt(calm.variance)
+    assert math.sqrt(calm.variance) == pytest.approx(math.sqrt(math.pi / 2 * 0.01**2 / 16), rel=0.5)
+
+
+def test_each_metric_is_its_own_family_for_false_discovery_control() -> None:
+    rng = np.random.default_rng(21)
+    settings = ComparisonSettings()
+    history = noisy_history(rng, 10, 0.02)
+    wall = compare_metric("b", WALL_SPEC, tight_side(rng, BASE_SECONDS), tight_side(rng, 1.2 * BASE_SECONDS), settings,
+                          history)
+    nulls = [compare_metric(f"n{i}", CPU_SPEC, tight_side(rng, BASE_SECONDS), tight_side(rng, BASE_SECONDS), settings,
+                            history) for i in range(60)]
+    adjusted = adjust_for_multiplicity([wall, *nulls], settings)
+    assert adjusted[0].p_adjusted == wall.p_value  # alone in its metric: the 60 CPU-time nulls do not dilute it
+    assert adjusted[0].verdict == "regression"
+
+
+def pooled_case(rng: np.random.Generator, base_level: float) -> tuple[Side, Side, History, RunNoise]:
+    history = noisy_history(rng, 9, 0.02)
+    noise = RunNoise(0.02**2, 8.0, "history")
+    return tight_side(rng, base_level), tight_side(rng, 1.12 * BASE_SECONDS), history, noise
+
+
+def test_a_baseline_that_agrees_with_its_history_is_pooled_with_it() -> None:
+    rng = np.random.default_rng(23)
+    base, cand, history, noise = pooled_case(rng, BASE_SECONDS)
+    base_centre = estimate_side(base, WALL_SPEC, log_scale=True).centre
+    pooled = pool_with_history(base_centre, history, 0.0, noise)
+    assert pooled is not None
+    assert pooled.runs == 10
+    assert pooled.centre == pytest.approx((sum(r.centre for r in history.runs) + base_centre) / 10)
+    settings = ComparisonSettings()
+    alone = compare_metric("b", WALL_SPEC, base, cand, settings, history, noise)
+    joined = compare_metric("b", WALL_SPEC, base, cand, settings, history, noise, pooled=pooled)
+    assert joined.spread_source.endswith("+pooled10")
+    # one run's noise on the baseline side becomes a tenth of it: the interval narrows by ~sqrt(2 / 1.1)
+    assert (alone.ci_high - alone.ci_low) / (joined.ci_high - joined.ci_low) == pytest.approx(math.sqrt(2 / 1.1), rel=0.1)
+
+
+def test_a_baseline_apart_from_its_history_is_compared_on_its_own() -> None:
+    rng = np.random.default_rng(29)
+    base, _, history, noise = pooled_case(rng, 1.15 * BASE_SECONDS)  # promoted long ago, or a run in a slow mode
+    assert pool_with_history(estimate_side(base, WALL_SPEC, log_scale=True).centre, history, 0.0, noise) is None
+    assert pool_with_history(0.0, history, 0.0, replace(noise, source="calibration")) is None
+
+
+def test_the_baseline_invocations_offset_from_its_history_is_the_median_gap() -> None:
+    histories = {f"b{i}": History(tuple(RunStatistics(float(i), 0.0, 5) for _ in range(6))) for i in range(6)}
+    centres = {f"b{i}": i + 0.05 + (0.3 if i == 0 else 0.0) for i in range(6)}
+    assert suite_offset(centres, histories) == pytest.approx(0.05)
+    assert suite_offset({"b0": 0.0}, histories) is None
 
 
 def test_history_is_read_with_each_earlier_invocations_shift_taken_out() -> None:

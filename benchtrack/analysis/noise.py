@@ -16,13 +16,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import stats
 
 from benchtrack.analysis.compare import History, RunNoise, Shift
 
 TRIM_SDS = 3.0
 TRUNCATION_CORRECTION = 1.0 / 0.9733  # E[x^2 | |x| < 3 sd] = 0.9733 sd^2 for normal x
 SHIFT_TRIM_SDS = 2.5
-SHIFT_TRUNCATION_CORRECTION = 1.0 / 0.9113  # E[x^2 | |x| < 2.5 sd] = 0.9113 sd^2
+# The shift's centre is found in the shortest window holding a third of the suite, not half: a
+# commit that slows a third of the benchmarks plus the few noisy ones can outnumber half of a
+# suite, and a half window then straddles both groups (a +8% shift from a +1% machine here).
+SHIFT_WINDOW_SHARE = 1.0 / 3.0
 MIN_SUITE = 5  # benchmarks of one metric needed to estimate a shift and a spread from the suite
 MOVED = 0.02  # a benchmark "moved" when its change exceeds 2%
 
@@ -44,12 +48,15 @@ def suite_shift(changes: Sequence[PairedChange]) -> Shift | None:
     differences = np.array([c.difference for c in changes])
     if len(differences) < MIN_SUITE:
         return None
-    kept = null_cluster(differences, SHIFT_TRIM_SDS, small_sample=False)
+    kept = null_cluster(differences, SHIFT_TRIM_SDS, small_sample=False, share=SHIFT_WINDOW_SHARE)
     if len(kept) < MIN_SUITE:
         return None
     median = float(np.median(kept))
     moved = int(max(np.sum(differences > MOVED), np.sum(differences < -MOVED))) if abs(median) > MOVED else 0
-    variance = (math.pi / 2.0) * float(np.mean((kept - median) ** 2)) * SHIFT_TRUNCATION_CORRECTION / len(kept)
+    # The variance of a median is 1 / (4 n f^2), f the density at the centre: set by the bulk of
+    # the benchmarks, not by the few noisy ones in the tails, so the scale is a robust one (MAD).
+    scale = float(stats.median_abs_deviation(kept, scale="normal"))
+    variance = (math.pi / 2.0) * scale**2 / len(kept)
     return Shift(median, variance, max(1.0, len(kept) - 1.0), len(differences), moved)
 
 
@@ -69,12 +76,14 @@ def suite_run_noise(changes: Sequence[PairedChange], shift: Shift) -> RunNoise:
 
 
 
-def null_cluster(values: np.ndarray, trim_sds: float = TRIM_SDS, small_sample: bool = True) -> np.ndarray:
+def null_cluster(values: np.ndarray, trim_sds: float = TRIM_SDS, small_sample: bool = True,
+                 share: float = 0.5) -> np.ndarray:
     """The values that agree with the bulk. The bulk is found by the shortest interval holding
-    half of the values (least median of squares): unlike the median and the MAD it is not
-    dragged by a third of the values moving one way, as when a commit slows many benchmarks.
-    Its half-width gives the scale (0.674 SD for normal noise); values beyond TRIM_SDS of those
-    SDs from its middle are dropped, once (trimming again would shrink to a tight core).
+    ``share`` of the values (half: least median of squares): unlike the median and the MAD it
+    is not dragged by a third of the values moving one way, as when a commit slows many
+    benchmarks. Its half-width gives the scale (0.674 SD for half of normal noise); values
+    beyond ``trim_sds`` of those SDs from its middle are dropped, once (trimming again would
+    shrink to a tight core).
 
     The shift is found with a tight trim (the changed benchmarks must not drag it: on the real-run
     corpus a looser one cut the detection of +20% changes with history from 60% to 47%); the
@@ -83,19 +92,19 @@ def null_cluster(values: np.ndarray, trim_sds: float = TRIM_SDS, small_sample: b
     if len(values) < 3:
         return values
     ordered = np.sort(values)
-    half = len(ordered) // 2 + 1
-    widths = ordered[half - 1 :] - ordered[: len(ordered) - half + 1]
+    size = max(3, int(len(ordered) * share) + 1)
+    widths = ordered[size - 1 :] - ordered[: len(ordered) - size + 1]
     start = int(np.argmin(widths))
-    centre = float((ordered[start] + ordered[start + half - 1]) / 2.0)
+    centre = float((ordered[start] + ordered[start + size - 1]) / 2.0)
     # the shortest of many windows is short by chance too: Rousseeuw and Leroy's small-sample factor
     factor = 1.0 + 5.0 / (len(values) - 1) if small_sample else 1.0
-    scale = float(widths[start]) / 2.0 / HALF_WIDTH_IN_SDS * factor
+    half_width_in_sds = float(stats.norm.ppf(0.5 + share / 2.0))  # 0.674 for half: the middle half of a normal
+    scale = float(widths[start]) / 2.0 / half_width_in_sds * factor
     if scale <= 0:
         return values
     return values[np.abs(values - centre) <= trim_sds * scale]
 
 
-HALF_WIDTH_IN_SDS = 0.674  # half the width of the middle half of a normal distribution, in SDs
 
 
 def without_invocation_shifts(histories: Mapping[str, History]) -> dict[str, History]:
@@ -125,3 +134,12 @@ def choose_run_noise(known: RunNoise | None, suite: RunNoise | None) -> RunNoise
 
 
 SUITE_ONLY_DF = 10.0
+
+
+def suite_offset(baseline_centres: Mapping[str, float], histories: Mapping[str, History]) -> float | None:
+    """How far the baseline invocation as a whole sits from its history's level (median over
+    the benchmarks of baseline centre minus the history's median centre); None when too few
+    benchmarks have history to tell."""
+    gaps = [centre - float(np.median([r.centre for r in histories[name].runs]))
+            for name, centre in baseline_centres.items() if histories.get(name) and histories[name].runs]
+    return float(np.median(gaps)) if len(gaps) >= MIN_SUITE else None

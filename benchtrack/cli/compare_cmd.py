@@ -68,7 +68,10 @@ class _LazyStore:
 @maps_errors
 def compare_command(
     baseline: Annotated[str, typer.Argument(help="Baseline: a result file, an MLflow run id or a git ref.")],
-    candidate: Annotated[str, typer.Argument(help="Candidate: a result file, an MLflow run id or a git ref.")],
+    candidate: Annotated[
+        str | None,
+        typer.Argument(help="Candidate: a result file, an MLflow run id or a git ref (with --rerun: default the work tree)."),
+    ] = None,
     level: Annotated[str, typer.Option("--level", "-l", help="Level whose thresholds and fail_on apply.")] = "comprehensive",
     fail_on: Annotated[
         str | None, typer.Option("--fail-on", help="Exit 1 at this severity or above: minor, major, critical, none.")
@@ -81,10 +84,23 @@ def compare_command(
     calibration_file: CalibrationOption = None,
     tracking_uri: TrackingUriOption = None,
     output_format: FormatOption = OutputFormat.table,
+    rerun: Annotated[
+        bool, typer.Option("--rerun", help="Measure both git refs now, side by side in interleaved rounds, instead of "
+                                           "reading stored runs.")
+    ] = False,
+    folder: Annotated[
+        Path, typer.Option("--folder", help="With --rerun: the benchmark folder, inside the repository.")
+    ] = Path("experiments"),
+    seed: Annotated[int, typer.Option("--seed", help="With --rerun: seed of the order of the sides in each round.")] = 0,
 ) -> None:
     """Compare two runs: files (benchtrack, pytest-benchmark, pyperf, baseline snapshots), run ids or git refs.
 
+    With --rerun, both git refs are checked out into temporary worktrees and measured now,
+    interleaved (REF_B defaults to the work tree, uncommitted changes included).
+
     Example: benchtrack compare main HEAD --fail-on major
+
+    Example: benchtrack compare main --rerun -b json.roundtrip
     """
     from benchtrack.cli.render import print_json
     from benchtrack.cli.verdict_render import compare_document, print_verdicts
@@ -98,6 +114,11 @@ def compare_command(
         if fail_on not in ("minor", "major", "critical", "none"):
             raise UsageError(f"--fail-on must be minor, major, critical or none, got {fail_on!r}")
         chosen = replace(chosen, fail_on=fail_on)
+    if rerun:
+        _compare_rerun(baseline, candidate, folder, tuple(benchmark or ()), config, chosen, tracking_uri, seed,
+                       output_format)
+    if candidate is None:
+        raise UsageError("compare needs a candidate (or --rerun, which measures the work tree)")
     lazy = _LazyStore(tracking_uri)
     fingerprint = machine_fingerprint()
     left = resolve(baseline, lazy, fingerprint, Path.cwd())
@@ -110,6 +131,50 @@ def compare_command(
     else:
         print_verdicts(report, chosen, _stdout_console(), f"{baseline} -> {candidate}")
     raise typer.Exit(EXIT_FAILED if report.failing(chosen) else EXIT_OK)
+
+
+def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tuple[str, ...], config: Any,
+                   level: Any, tracking_uri: str | None, seed: int, output_format: OutputFormat) -> None:
+    """Measure both refs side by side, print the verdicts, exit with their code."""
+    from benchtrack.cli import _progress
+    from benchtrack.cli.render import print_json
+    from benchtrack.cli.verdict_render import compare_document, print_verdicts
+    from benchtrack.sidebyside.rerun import compare_side_by_side
+    from benchtrack.tracking.uri import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    store = _open_store(uri)
+    stderr = Console(stderr=True)
+    with _progress(stderr) as progress:
+        task = progress.add_task("measuring side by side", total=None)
+
+        def advance(event: Any) -> None:
+            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
+
+        outcome = compare_side_by_side(Path.cwd(), baseline, candidate, folder, only, config, level, store, seed, advance)
+    measured = outcome.measured
+    if output_format is OutputFormat.json:
+        document = compare_document(outcome.report, level, outcome.labels[0], outcome.labels[1])
+        document["rerun"] = {
+            "id": outcome.comparison_id, "mode": "interleaved", "seed": measured.seed,
+            "rounds": dict(measured.rounds), "stopped": dict(measured.stopped),
+            "parent_run_ids": {"baseline": outcome.parent_run_ids[0], "candidate": outcome.parent_run_ids[1]},
+            "tracking_uri": uri, "tracking_error": outcome.tracking_error,
+            "spool": str(outcome.spool_path) if outcome.spool_path else None,
+        }
+        print_json(document)
+    else:
+        title = f"{outcome.labels[0]} -> {outcome.labels[1]}, measured side by side (interleaved rounds)"
+        print_verdicts(outcome.report, level, _stdout_console(), title)
+        rounds = ", ".join(f"{name} {measured.rounds[name]} ({why})" for name, why in sorted(measured.stopped.items()))
+        stderr.print(f"rounds per benchmark: {rounds}", highlight=False, markup=False, soft_wrap=True)
+        if outcome.tracking_error:
+            stderr.print(f"benchtrack: warning: not logged ({outcome.tracking_error}); results kept in {outcome.spool_path}",
+                         highlight=False, markup=False, soft_wrap=True)
+        else:
+            stderr.print(f"both sides logged to {uri} (comparison {outcome.comparison_id})", highlight=False,
+                         markup=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if outcome.report.failing(level) else EXIT_OK)
 
 
 def _select(base: dict[str, Any], cand: dict[str, Any], only: tuple[str, ...], allow_missing: bool,

@@ -72,7 +72,7 @@ def make_plan(suite: Suite, level: Level, only: tuple[str, ...] = ()) -> Plan:
     return Plan(suite, level, tuple(items))
 
 
-class _ItemState:
+class ItemState:
     """What the worker processes of one benchmark have brought back so far."""
 
     def __init__(self, item: PlanItem) -> None:
@@ -124,18 +124,18 @@ class Runner:
         invocation, a spell slows one process of several benchmarks, which the spread between
         processes shows. Each benchmark is reported as soon as its last process is done."""
         started = time.time()
-        states = [_ItemState(item) for item in plan.items]
+        states = [ItemState(item) for item in plan.items]
         finished: dict[int, BenchmarkResult] = {}
         for process in range(max((item.processes for item in plan.items), default=0)):
             order = list(enumerate(states)) if process % 2 == 0 else list(reversed(list(enumerate(states))))
             for position, state in order:
                 if position in finished:
                     continue
-                reply = self._spawn(state.item, process, state.loops)
+                reply = self.spawn(state.item, process, state.loops)
                 state.add(reply)
                 self._on_progress(Progress(state.item, process, state.error))
                 if state.error or process + 1 >= state.item.processes:
-                    finished[position] = self._result(state)
+                    finished[position] = self.result(state)
                     on_result(finished[position])
         results = tuple(finished[i] for i in range(len(states)))
         return RunResult(
@@ -143,7 +143,7 @@ class Runner:
             finished_at=time.time(), metadata=dict(metadata), benchmarks=results,
         )
 
-    def _result(self, state: _ItemState) -> BenchmarkResult:
+    def result(self, state: ItemState) -> BenchmarkResult:
         item, samples, error = state.item, state.samples, state.error
         spec = item.instance.spec
         details: dict[str, Any] = {"gc": gc_details(state.replies), "load": load_details(state.replies)}
@@ -158,12 +158,13 @@ class Runner:
         )
 
     def _attribute(self, item: PlanItem) -> dict[str, Any]:
-        reply = self._spawn(item, item.processes, None, mode="attribute")
+        reply = self.spawn(item, item.processes, None, mode="attribute")
         if reply.get("error"):
             return {"error": reply["error"]}
         return dict(reply.get("details", {}))
 
-    def _spawn(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure") -> dict[str, Any]:
+    def spawn(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure") -> dict[str, Any]:
+        """One worker process of ``item``; its reply (samples, or an error line)."""
         request = WorkerRequest(
             file=str(item.file.path), name=item.name, process=process, samples=item.samples,
             warmups=item.warmups, min_sample_time=item.min_sample_time, loops=loops,

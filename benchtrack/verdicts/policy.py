@@ -29,6 +29,7 @@ from benchtrack.analysis.compare import (
     ComparisonSettings,
     History,
     MetricSpec,
+    PooledBaseline,
     RunNoise,
     Shift,
     Side,
@@ -37,6 +38,7 @@ from benchtrack.analysis.compare import (
     compare_metric,
     estimate_side,
     history_run_noise,
+    pool_with_history,
     spec_for,
     within_terms,
 )
@@ -45,6 +47,7 @@ from benchtrack.analysis.features import HistoryRun, anomaly_features, contentio
 from benchtrack.analysis.noise import (
     PairedChange,
     choose_run_noise,
+    suite_offset,
     suite_run_noise,
     suite_shift,
     without_invocation_shifts,
@@ -226,39 +229,59 @@ def _compare_pending(pending: Sequence[_Pending], calibration: Calibration | Non
         mine = [p for p in pending if p.spec.name == spec.name]
         if not mine:
             continue
+        histories = without_invocation_shifts({p.name: p.history for p in mine})
+        known = {p.name: history_run_noise(histories[p.name], spec.centre) or (calibration.run_noise(p.name, spec.name)
+                                                                  if calibration else None) for p in mine}
         try:
-            changes = [_paired_change(p) for p in mine] if spec.log_scale else []
+            pooled = _pooled_baselines(mine, histories, known) if spec.log_scale else {}
+            changes = [_paired_change(p, pooled.get(p.name)) for p in mine] if spec.log_scale else []
         except ValueError as exc:
             raise ResultFormatError(str(exc)) from None
         shift = suite_shift([c for c in changes if c is not None])
         suite_noise = suite_run_noise([c for c in changes if c is not None], shift) if shift else None
         if shift is not None:
             shifts.append(SuiteShift(spec.name, math.expm1(shift.log_shift), shift.benchmarks, shift.moved_together))
-        histories = without_invocation_shifts({p.name: p.history for p in mine})
-        known = {p.name: history_run_noise(histories[p.name], spec.centre) or (calibration.run_noise(p.name, spec.name)
-                                                                  if calibration else None) for p in mine}
         for p in mine:
             noise = choose_run_noise(known[p.name], suite_noise)
-            comparisons.append(_compare(p, histories[p.name], noise, shift, contended.get(p.name)))
+            comparisons.append(_compare(p, histories[p.name], noise, shift, contended.get(p.name), pooled.get(p.name)))
     return comparisons, shifts
 
 
-def _paired_change(p: _Pending) -> PairedChange | None:
+def _pooled_baselines(mine: Sequence[_Pending], histories: Mapping[str, History],
+                      known: Mapping[str, RunNoise | None]) -> dict[str, PooledBaseline]:
+    """Each baseline centre pooled with its history, where the history measured the noise and
+    agrees with the baseline (compare.pool_with_history)."""
+    positive = [p for p in mine if min(p.base.values) > 0 and p.spec.centre == "fastest-process"]
+    centres = {p.name: estimate_side(p.base, p.spec, log_scale=True).centre for p in positive}
+    offset = suite_offset(centres, histories)
+    if offset is None:
+        return {}
+    pooled = {}
+    for p in positive:
+        noise = known.get(p.name)
+        found = pool_with_history(centres[p.name], histories[p.name], offset, noise) if noise else None
+        if found is not None:
+            pooled[p.name] = found
+    return pooled
+
+
+def _paired_change(p: _Pending, pooled: PooledBaseline | None) -> PairedChange | None:
     if min(*p.base.values, *p.cand.values) <= 0:
         return None
     base = estimate_side(p.base, p.spec, log_scale=True)
     cand = estimate_side(p.cand, p.spec, log_scale=True)
     terms, _ = within_terms(base, cand, p.history, p.spec.centre)
-    return PairedChange(p.name, cand.centre - base.centre, sum(t.variance for t in terms),
+    base_centre = pooled.centre if pooled is not None else base.centre
+    return PairedChange(p.name, cand.centre - base_centre, sum(t.variance for t in terms),
                         single_process=min(base.processes, cand.processes) < 2)
 
 
 def _compare(p: _Pending, history: History, noise: RunNoise | None, shift: Shift | None,
-             sides: tuple[Contention, Contention] | None) -> Comparison:
+             sides: tuple[Contention, Contention] | None, pooled: PooledBaseline | None) -> Comparison:
     contended = sum(side.contended for side in sides) if sides else 0
     extra = contended * CONTENTION_SD**2 if p.spec.family == "time" else 0.0
     try:
-        return compare_metric(p.name, p.spec, p.base, p.cand, p.settings, history, noise, shift, extra)
+        return compare_metric(p.name, p.spec, p.base, p.cand, p.settings, history, noise, shift, extra, pooled)
     except ValueError as exc:
         raise ResultFormatError(str(exc)) from None
 
@@ -346,7 +369,7 @@ def _improvement_refusal(report: Report | None, benchmark: str) -> str | None:
     if report.contended(benchmark):
         return "improvement measured under contention"
     wall = next(c for c in report.comparisons if c.benchmark == benchmark and c.metric == r.WALL)
-    if not wall.spread_source.split("/", 1)[-1].endswith(("history", "calibration")):
+    if not wall.spread_source.split("/", 1)[-1].startswith(("history", "calibration")):
         return (f"improvement not promoted yet: needs {MIN_HISTORY_RUNS} comparable runs of history or an A/A "
                 "calibration to rule out a lucky run")
     return None

@@ -1,0 +1,154 @@
+"""Measure two checkouts side by side: rounds of one worker process per side, in random order.
+
+Each side runs its own benchmark files with its own code on the workers' PYTHONPATH; the loop
+count is calibrated once, by the first process of the first round, and both sides reuse it, so
+both time the same amount of work. Benchmarks take their rounds in turn (round 0 of every
+benchmark, then round 1 in reverse order...), as `run` does with processes, so a slow spell of
+the machine touches several benchmarks' rounds, and both sides of each. After each planned look
+(analysis.paired.looks) a benchmark whose verdict is decided stops; every benchmark stops at the
+maximum number of rounds or when the time budget is spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchtrack.config import Level, RerunSettings
+from benchtrack.results import BenchmarkResult, RunResult
+from benchtrack.runner.runner import ItemState, Plan, Progress, Runner, make_plan
+from benchtrack.sidebyside.worktrees import Checkout
+from benchtrack.suite import discover
+
+SIDES = ("baseline", "candidate")
+
+
+@dataclass(frozen=True)
+class SidePlan:
+    checkout: Checkout
+    plan: Plan
+    environment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Interleaved:
+    """What was measured: one RunResult per side, and for each benchmark its rounds and why it stopped."""
+
+    baseline: RunResult
+    candidate: RunResult
+    rounds: Mapping[str, int]
+    stopped: Mapping[str, str]  # "decided" | "max rounds" | "time budget" | "failed"
+    seed: int
+    order: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per benchmark, which side went first each round
+
+
+@contextlib.contextmanager
+def importable(paths: Sequence[Path]) -> Iterator[None]:
+    """The checkout's code importable while its benchmark files are discovered in this
+    process; modules imported meanwhile are forgotten afterwards, so the other checkout's
+    discovery imports its own versions."""
+    before = set(sys.modules)
+    added = [str(p) for p in paths]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(entry)
+        for name in set(sys.modules) - before:
+            if not name.startswith("benchtrack"):
+                del sys.modules[name]
+
+
+def side_plan(checkout: Checkout, folder: Path, level: Level, only: tuple[str, ...], settings: RerunSettings) -> SidePlan:
+    """The checkout's suite under ``folder`` (relative to the repository root), planned at level."""
+    paths = [checkout.root / entry for entry in settings.pythonpath]
+    with importable(paths):
+        discovery = discover(checkout.root / folder)
+    plans = [make_plan(suite, level, only) for suite in discovery.suites]
+    items = tuple(item for p in plans for item in p.items)
+    suite = discovery.suites[0] if discovery.suites else None
+    if suite is None:
+        raise ValueError(f"no benchmarks under {folder} in {checkout.label}")
+    existing = os.environ.get("PYTHONPATH", "")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), *([existing] if existing else [])])}
+    return SidePlan(checkout, Plan(suite, level, items), environment)
+
+
+Decide = Callable[[str, BenchmarkResult, BenchmarkResult], bool]
+
+
+class InterleavedRunner:
+    def __init__(self, sides: tuple[SidePlan, SidePlan], settings: RerunSettings, seed: int,
+                 on_progress: Callable[[Progress], None] = lambda _: None,
+                 clock: Callable[[], float] = time.monotonic, peak_probe: str = "auto") -> None:
+        self._sides = sides
+        self._settings = settings
+        self._seed = seed
+        self._clock = clock
+        self._runners = tuple(Runner(peak_probe=peak_probe, on_progress=on_progress, environment=s.environment)
+                              for s in sides)
+
+    def run(self, metadata: tuple[Mapping[str, str], Mapping[str, str]], decide: Decide,
+            looks: Sequence[int]) -> Interleaved:
+        base_items = {item.name: item for item in self._sides[0].plan.items}
+        cand_items = {item.name: item for item in self._sides[1].plan.items}
+        names = [name for name in base_items if name in cand_items]
+        states = {name: (ItemState(base_items[name]), ItemState(cand_items[name])) for name in names}
+        rng = random.Random(self._seed)
+        started, started_wall = self._clock(), time.time()
+        rounds: dict[str, int] = dict.fromkeys(names, 0)
+        stopped: dict[str, str] = {}
+        order: dict[str, list[str]] = {name: [] for name in names}
+        for index in range(self._settings.max_rounds):
+            active = [n for n in (names if index % 2 == 0 else reversed(names)) if n not in stopped]
+            if not active:
+                break
+            for name in active:
+                if self._clock() - started > self._settings.budget_s:
+                    break
+                first = rng.randrange(2)
+                order[name].append(SIDES[first])
+                self._round(states[name], index, first)
+                rounds[name] = index + 1
+                if any(state.error for state in states[name]):
+                    stopped[name] = "failed"
+            if self._clock() - started > self._settings.budget_s:
+                for name in names:
+                    stopped.setdefault(name, "time budget")
+                break
+            if index + 1 in looks:
+                for name in active:
+                    if name not in stopped and decide(name, *self._results(states[name])):
+                        stopped[name] = "decided"
+        for name in names:
+            stopped.setdefault(name, "max rounds")
+        finished = time.time()
+        results = {name: self._results(states[name]) for name in names}
+        sides = tuple(
+            RunResult(suite=side.plan.suite.name, level=side.plan.level.name, started_at=started_wall,
+                      finished_at=finished, metadata=dict(meta),
+                      benchmarks=tuple(results[name][position] for name in names))
+            for position, (side, meta) in enumerate(zip(self._sides, metadata, strict=True))
+        )
+        return Interleaved(sides[0], sides[1], rounds, stopped, self._seed,
+                           {name: tuple(o) for name, o in order.items()})
+
+    def _round(self, states: tuple[ItemState, ItemState], index: int, first: int) -> None:
+        """One worker process per side, ``first`` side first; the loop count of the very first
+        process is shared by both sides for every later one."""
+        for position in (first, 1 - first):
+            state = states[position]
+            loops = states[0].loops or states[1].loops
+            reply = self._runners[position].spawn(state.item, index, loops)
+            state.add(reply)
+
+    def _results(self, states: tuple[ItemState, ItemState]) -> tuple[BenchmarkResult, BenchmarkResult]:
+        return self._runners[0].result(states[0]), self._runners[1].result(states[1])

@@ -1,0 +1,207 @@
+"""`benchtrack compare A B --rerun`: commits of a real git repository checked out into temporary
+worktrees and measured side by side by real worker processes, judged by the paired test, logged
+to a real MLflow store; and the paired test itself on seeded numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support import assert_one_error_line, fresh_store_uri, invoke_cli, isolated_git_env, mlflow_client
+
+from benchtrack.analysis.paired import Round, looks, paired_test
+
+# -- the paired test, seeded ----------------------------------------------------------------------
+
+
+def spell_rounds(rng: np.random.Generator, count: int, shift: float) -> list[Round]:
+    """Rounds as this machine gives them: the round's level moves by spells both processes share
+    (up to 1.6x), each process adds a little of its own and now and then a slow mode of its own."""
+    def process(level: float) -> float:
+        own = float(rng.uniform(0.05, 0.4)) if rng.random() < 0.1 else 0.0
+        return level + own + float(rng.normal(0.0, 0.02))
+
+    rounds = []
+    for _ in range(count):
+        level = float(rng.choice([0.0, 0.5])) + float(rng.normal(0.0, 0.05))
+        rounds.append(Round(process(level), process(level) + shift))
+    return rounds
+
+
+def test_the_paired_test_keeps_its_error_rate_whatever_the_spells() -> None:
+    rng = np.random.default_rng(5)
+    p_values = np.array([paired_test(spell_rounds(rng, 12, 0.0), 0.01, 12).p_value for _ in range(400)])
+    assert np.mean(p_values < 0.05) <= 0.08  # exact under exchangeability: at most 5%, plus sampling error
+
+
+def test_a_fifteen_percent_change_is_found_and_its_interval_holds_it() -> None:
+    # over 100 seeds of this model, 24 rounds find +15% at p < 0.01 95 times, +10% 84 times
+    rng = np.random.default_rng(7)
+    result = paired_test(spell_rounds(rng, 24, np.log(1.15)), 0.01, 24)
+    assert result.p_value < 0.01
+    assert result.ci_low < 0.15 < result.ci_high
+    assert result.ci_low > 0.03
+
+
+def test_the_p_value_pays_for_every_planned_look() -> None:
+    rng = np.random.default_rng(9)
+    rounds = spell_rounds(rng, 8, 0.0)
+    once, planned = paired_test(rounds, 0.01, 8), paired_test(rounds, 0.01, 24)
+    assert looks(24) == [8, 16, 24]
+    assert looks(20) == [8, 16, 20]
+    assert planned.p_value == pytest.approx(min(1.0, once.p_value * 3))
+
+
+def test_two_rounds_are_too_few_to_say_anything() -> None:
+    result = paired_test([Round(0.0, 0.5), Round(0.0, 0.5)], 0.01, 2)
+    assert result.p_value == 0.5  # one of two sign patterns each way: as small as two rounds allow
+    assert result.ci_low < 0 < result.ci_high
+
+
+# -- end to end, through the CLI ------------------------------------------------------------------
+
+MODULE = '''\
+WORK = {work}
+
+
+def work():
+    total = 0
+    for i in range(WORK):
+        total += i * i % 7
+    return total
+'''
+BENCH = '''\
+import mymod
+from benchtrack import benchmark
+
+
+@benchmark(name="work")
+def work():
+    return mymod.work()
+'''
+LEVELS = '''\
+schema = "benchtrack.levels/1"
+
+[levels.quick]
+processes = 1
+samples = 5
+warmups = 1
+min_sample_time = 0.01
+fail_on = "critical"
+
+[rerun]
+max_rounds = 32
+budget_minutes = 5
+'''
+BASE_WORK = 20_000
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "-c", "commit.gpgsign=false", *args],
+                          cwd=repo, env=isolated_git_env(repo.parent), capture_output=True, text=True, check=True,
+                          timeout=60)
+    return done.stdout.strip()
+
+
+def _commit(repo: Path, work: int, message: str) -> str:
+    (repo / "mymod.py").write_text(MODULE.format(work=work), encoding="utf-8")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Commits: base; identical code (a docs change); +15% work; then 30% less work than that."""
+    root = tmp_path_factory.mktemp("rerun") / "project"
+    (root / "experiments").mkdir(parents=True)
+    (root / "experiments" / "bench_work.py").write_text(BENCH, encoding="utf-8")
+    (root / "experiments" / "levels.toml").write_text(LEVELS, encoding="utf-8")
+    _git(root, "init", "-q", "-b", "main")
+    commits = {"base": _commit(root, BASE_WORK, "base")}
+    (root / "README").write_text("docs only\n", encoding="utf-8")
+    commits["same"] = _commit(root, BASE_WORK, "docs")
+    commits["slower"] = _commit(root, round(BASE_WORK * 1.15), "15% more work")
+    commits["faster"] = _commit(root, round(BASE_WORK * 1.15 * 0.7), "30% less work")
+    return root, commits
+
+
+def _rerun(repo: Path, store: str, monkeypatch: pytest.MonkeyPatch, *refs: str) -> tuple[int, dict[str, Any]]:
+    monkeypatch.chdir(repo)
+    result = invoke_cli(["compare", *refs, "--rerun", "--level", "quick", "--format", "json", "--tracking-uri", store])
+    assert result.exception is None, result
+    return result.exit_code, json.loads(result.stdout)
+
+
+def _wall(document: dict[str, Any]) -> dict[str, Any]:
+    [found] = [c for c in document["comparisons"] if c["benchmark"] == "work" and c["metric"] == "wall_s"]
+    return found
+
+
+def _leftovers(repo: Path) -> tuple[list[str], list[str]]:
+    worktrees = [line for line in _git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+    folders = sorted(p.name for p in Path(tempfile.gettempdir()).glob("benchtrack-rerun-*"))
+    return worktrees, folders
+
+
+def test_identical_slower_and_faster_commits_measured_side_by_side(
+        repo: tuple[Path, dict[str, str]], store_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, commits = repo
+    store = fresh_store_uri(store_template, tmp_path / "store")
+    before = _leftovers(root)[1]
+    code, same = _rerun(root, store, monkeypatch, commits["base"], commits["same"])
+    assert code == 0
+    assert _wall(same)["verdict"] in ("unchanged", "inconclusive"), _wall(same)
+    assert _wall(same)["spread_source"].startswith("interleaved/")
+    _, slower = _rerun(root, store, monkeypatch, commits["same"], commits["slower"])
+    assert _wall(slower)["verdict"] == "regression", _wall(slower)
+    assert 0.05 < _wall(slower)["change"] < 0.3
+    _, faster = _rerun(root, store, monkeypatch, commits["slower"], commits["faster"])
+    assert _wall(faster)["verdict"] == "improvement", _wall(faster)
+
+    assert _leftovers(root) == ([f"worktree {root.resolve()}"], before)  # worktrees and their folders removed
+    rerun = faster["rerun"]
+    assert rerun["mode"] == "interleaved"
+    assert 8 <= rerun["rounds"]["work"] <= 32
+    client = mlflow_client(store)
+    for side, commit in (("baseline", commits["slower"]), ("candidate", commits["faster"])):
+        run = client.get_run(rerun["parent_run_ids"][side])
+        assert run.data.tags["benchtrack.rerun.id"] == rerun["id"]
+        assert run.data.tags["benchtrack.rerun.side"] == side
+        assert run.data.tags["mlflow.source.git.commit"] == commit
+
+
+def test_the_work_tree_is_the_default_candidate(repo: tuple[Path, dict[str, str]], store_template: Path,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _commits = repo
+    store = fresh_store_uri(store_template, tmp_path / "store")
+    head = _git(root, "rev-parse", "HEAD")
+    (root / "mymod.py").write_text(MODULE.format(work=BASE_WORK * 3), encoding="utf-8")  # uncommitted: 3x the work
+    try:
+        _, document = _rerun(root, store, monkeypatch, head)
+    finally:
+        _git(root, "checkout", "-q", "--", "mymod.py")
+    assert document["candidate"] == "work tree"
+    assert _wall(document)["verdict"] == "regression"
+
+
+def test_bad_refs_and_folders_are_one_line_errors_that_leave_nothing_behind(
+        repo: tuple[Path, dict[str, str]], store_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, commits = repo
+    store = fresh_store_uri(store_template, tmp_path / "store")
+    before = _leftovers(root)
+    monkeypatch.chdir(root)
+    base = ["--rerun", "--level", "quick", "--tracking-uri", store]
+    assert_one_error_line(invoke_cli(["compare", "no-such-ref", commits["same"], *base]), "unknown git ref", "no-such-ref")
+    assert_one_error_line(invoke_cli(["compare", commits["base"], commits["same"], *base, "--folder", "nowhere"]),
+                          "no benchmark folder", "nowhere")
+    assert_one_error_line(invoke_cli(["compare", commits["base"], commits["same"], *base, "-b", "nope"]),
+                          "unknown benchmark", "nope")
+    assert _leftovers(root) == before
+    monkeypatch.chdir(tmp_path)
+    assert_one_error_line(invoke_cli(["compare", "HEAD~1", "--rerun", "--tracking-uri", store]), "not inside a git repository")
