@@ -15,6 +15,7 @@ import pytest
 from support import assert_one_error_line, fresh_store_uri, invoke_cli, isolated_git_env, mlflow_client
 
 from benchtrack.analysis.paired import Round, looks, paired_test
+from benchtrack.sidebyside.bisect import BisectStep, bisect_commits
 
 # -- the paired test, seeded ----------------------------------------------------------------------
 
@@ -205,3 +206,64 @@ def test_bad_refs_and_folders_are_one_line_errors_that_leave_nothing_behind(
     assert _leftovers(root) == before
     monkeypatch.chdir(tmp_path)
     assert_one_error_line(invoke_cli(["compare", "HEAD~1", "--rerun", "--tracking-uri", store]), "not inside a git repository")
+
+
+# -- bisect ---------------------------------------------------------------------------------------
+
+
+def recorded(outcomes: dict[str, list[str]]) -> tuple[Any, list[str]]:
+    """A measure function replaying recorded outcomes per commit; and the commits it was asked."""
+    asked: list[str] = []
+
+    def measure(good: str, commit: str, attempt: int) -> BisectStep:
+        asked.append(commit)
+        outcome = outcomes[commit][attempt - 1]
+        change = {"bad": 0.3, "good": 0.0, "undecided": 0.2, "skipped": 0.0}[outcome]
+        return BisectStep(commit, outcome, "", change, change - 0.1, change + 0.1, 8)
+
+    return measure, asked
+
+
+def test_bisect_narrows_to_the_first_bad_commit_skipping_broken_ones_and_remeasuring_undecided() -> None:
+    commits = ["c1", "c2", "c3", "c4", "c5", "c6"]
+    outcomes = {"c1": ["good"], "c2": ["skipped"], "c3": ["undecided", "good"], "c4": ["bad"], "c5": ["bad"],
+                "c6": ["bad"]}
+    measure, asked = recorded(outcomes)
+    first, end, steps, message = bisect_commits("c0", commits, measure)
+    assert first == "c4"
+    assert end.outcome == "bad"
+    assert "c4" in message
+    assert [s.commit for s in steps if s.remeasured] == ["c3"]
+    assert len(asked) <= 7  # log2 of six commits, the remeasure and the end-to-end check
+
+
+def test_bisect_stops_when_the_ends_do_not_differ() -> None:
+    measure, _ = recorded({"c2": ["undecided", "good"]})
+    first, end, steps, message = bisect_commits("c0", ["c1", "c2"], measure)
+    assert first is None
+    assert steps == []
+    assert end.remeasured
+    assert "nothing to bisect" in message
+
+
+def test_bisect_names_the_slower_commit_of_six(tmp_path_factory: pytest.TempPathFactory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path_factory.mktemp("bisect") / "project"
+    (root / "experiments").mkdir(parents=True)
+    (root / "experiments" / "bench_work.py").write_text(BENCH, encoding="utf-8")
+    (root / "experiments" / "levels.toml").write_text(LEVELS, encoding="utf-8")
+    _git(root, "init", "-q", "-b", "main")
+    good = _commit(root, BASE_WORK, "good")
+    made = []
+    for index in range(6):
+        work = BASE_WORK * 2 if index >= 3 else BASE_WORK  # the fourth commit doubles the work
+        (root / "NOTES").write_text(f"step {index}\n", encoding="utf-8")
+        made.append(_commit(root, work, f"step {index}"))
+    monkeypatch.chdir(root)
+    result = invoke_cli(["bisect", good, made[-1], "-b", "work", "--level", "quick", "--format", "json"])
+    assert result.exit_code == 0, result
+    document = json.loads(result.stdout)
+    assert document["first_bad"] == made[3], document
+    assert document["steps"][0]["end_to_end"]
+    assert all(s["outcome"] in ("good", "bad") for s in document["steps"])
+    assert _leftovers(root)[0] == [f"worktree {root.resolve()}"]

@@ -353,3 +353,60 @@ def _print_records(title: str, rows: list[tuple[str, Any]], console: Console) ->
     console.print(table)
     if not rows:
         console.print("no baselines yet: they are promoted by `benchtrack run` on the baseline branch")
+
+
+@app.command("bisect")
+@maps_errors
+def bisect_command(
+    good: Annotated[str, typer.Argument(help="A git ref where the benchmark was still fast.")],
+    bad: Annotated[str, typer.Argument(help="A later git ref where it is slow.")],
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="The benchmark that regressed.")],
+    folder: Annotated[Path, typer.Option("--folder", help="The benchmark folder, inside the repository.")] = Path("experiments"),
+    level: Annotated[str, typer.Option("--level", "-l", help="Level whose samples and thresholds apply.")] = "quick",
+    levels_file: LevelsOption = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the order of the sides in each round.")] = 0,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Find the first commit between GOOD and BAD at which a benchmark regressed, measuring each
+    step side by side with GOOD (interleaved rounds), like git bisect.
+
+    Example: benchtrack bisect v1.2 HEAD -b json.roundtrip
+    """
+    from benchtrack.cli import _progress
+    from benchtrack.cli.render import print_json
+    from benchtrack.config import select_level
+    from benchtrack.sidebyside.bisect import bisect
+
+    config = load_cli_config(levels_file)
+    chosen = select_level(config.levels, level)
+    stderr = Console(stderr=True)
+    with _progress(stderr) as progress:
+        task = progress.add_task("bisecting", total=None)
+
+        def advance(event: Any) -> None:
+            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
+
+        result = bisect(Path.cwd(), good, bad, benchmark, folder, config, chosen, seed, advance)
+    steps = [result.end_to_end, *result.steps]
+    if output_format is OutputFormat.json:
+        print_json({
+            "schema": "benchtrack.bisect/1", "benchmark": benchmark, "good": result.good, "bad": result.bad,
+            "first_bad": result.first_bad, "message": result.message,
+            "steps": [{"commit": s.commit, "outcome": s.outcome, "verdict": s.verdict, "change": s.change,
+                       "ci_low": s.ci_low, "ci_high": s.ci_high, "rounds": s.rounds, "remeasured": s.remeasured,
+                       "end_to_end": index == 0} for index, s in enumerate(steps)],
+        })
+    else:
+        table = Table(title=f"{benchmark}: bisect {result.good[:10]}..{result.bad[:10]} (each step against GOOD)")
+        for column in ("commit", "outcome", "wall-time change", "interval", "rounds"):
+            table.add_column(column)
+        for index, s in enumerate(steps):
+            label = f"{s.commit[:10]}{' (BAD)' if index == 0 else ''}"
+            interval = f"[{s.ci_low:+.1%}, {s.ci_high:+.1%}]" if s.outcome != "skipped" else "-"
+            change = f"{s.change:+.1%}" if s.outcome != "skipped" else "failed to run"
+            outcome = s.outcome + (" (measured twice)" if s.remeasured else "")
+            table.add_row(escape(label), outcome, change, interval, str(s.rounds))
+        console = _stdout_console()
+        console.print(table)
+        console.print(escape(result.message), highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_OK)
