@@ -96,7 +96,9 @@ min_sample_time = 0.01
 fail_on = "critical"
 
 [rerun]
-max_rounds = 32
+# up to 48 rounds: on a quiet machine +15% is decided at 16, under a neighbour's load it has
+# taken more than 32 (one run in four stayed inconclusive at 32 rounds with the machine shared)
+max_rounds = 48
 budget_minutes = 5
 '''
 BASE_WORK = 20_000
@@ -168,7 +170,7 @@ def test_identical_slower_and_faster_commits_measured_side_by_side(
     assert _leftovers(root) == ([f"worktree {root.resolve()}"], before)  # worktrees and their folders removed
     rerun = faster["rerun"]
     assert rerun["mode"] == "interleaved"
-    assert 8 <= rerun["rounds"]["work"] <= 32
+    assert 8 <= rerun["rounds"]["work"] <= 48
     client = mlflow_client(store)
     for side, commit in (("baseline", commits["slower"]), ("candidate", commits["faster"])):
         run = client.get_run(rerun["parent_run_ids"][side])

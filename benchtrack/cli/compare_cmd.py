@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,12 +92,17 @@ def compare_command(
     folder: Annotated[
         Path, typer.Option("--folder", help="With --rerun: the benchmark folder, inside the repository.")
     ] = Path("experiments"),
-    seed: Annotated[int, typer.Option("--seed", help="With --rerun: seed of the order of the sides in each round.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="With --rerun: seed of the order of the sides in each round (default: a fresh one, "
+                                    "reported in the JSON)."),
+    ] = None,
 ) -> None:
     """Compare two runs: files (benchtrack, pytest-benchmark, pyperf, baseline snapshots), run ids or git refs.
 
     With --rerun, both git refs are checked out into temporary worktrees and measured now,
-    interleaved (REF_B defaults to the work tree, uncommitted changes included).
+    interleaved (CANDIDATE defaults to the work tree, uncommitted changes included). The code
+    under test imports from each checkout's root and src/ (levels file: [rerun] pythonpath).
 
     Example: benchtrack compare main HEAD --fail-on major
 
@@ -115,8 +121,8 @@ def compare_command(
             raise UsageError(f"--fail-on must be minor, major, critical or none, got {fail_on!r}")
         chosen = replace(chosen, fail_on=fail_on)
     if rerun:
-        _compare_rerun(baseline, candidate, folder, tuple(benchmark or ()), config, chosen, tracking_uri, seed,
-                       output_format)
+        _compare_rerun(baseline, candidate, folder, tuple(benchmark or ()), config, chosen, tracking_uri,
+                       secrets.randbelow(2**31) if seed is None else seed, output_format)
     if candidate is None:
         raise UsageError("compare needs a candidate (or --rerun, which measures the work tree)")
     lazy = _LazyStore(tracking_uri)
@@ -143,15 +149,19 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     from benchtrack.tracking.uri import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
-    store = _open_store(uri)
     stderr = Console(stderr=True)
-    with _progress(stderr) as progress:
-        task = progress.add_task("measuring side by side", total=None)
+    try:
+        with _progress(stderr) as progress:
+            task = progress.add_task("measuring side by side", total=None)
 
-        def advance(event: Any) -> None:
-            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
+            def advance(event: Any) -> None:
+                progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
 
-        outcome = compare_side_by_side(Path.cwd(), baseline, candidate, folder, only, config, level, store, seed, advance)
+            outcome = compare_side_by_side(Path.cwd(), baseline, candidate, folder, only, config, level,
+                                           lambda: _open_store(uri), seed, advance)
+    except KeyboardInterrupt:
+        stderr.print("benchtrack: interrupted; worktrees removed, nothing logged", highlight=False, markup=False)
+        raise typer.Exit(130) from None
     measured = outcome.measured
     if output_format is OutputFormat.json:
         document = compare_document(outcome.report, level, outcome.labels[0], outcome.labels[1])

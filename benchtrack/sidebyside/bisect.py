@@ -108,7 +108,7 @@ def bisect(start: Path, good_ref: str, bad_ref: str, benchmark: str, folder: Pat
         settings = replace(config, rerun=replace(config.rerun, max_rounds=rounds, budget_s=config.rerun.budget_s * attempt))
         try:
             outcome = compare_side_by_side(start, base, commit, folder, (benchmark,), settings, level, None,
-                                           seed + attempt, on_progress)
+                                           seed + attempt, on_progress)  # steps are not logged
         except UsageError:
             return BisectStep(commit, "skipped", "", 0.0, 0.0, 0.0, 0)
         return _step(commit, outcome)

@@ -67,9 +67,19 @@ def importable(paths: Sequence[Path]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+def importable_from(checkout: Checkout, settings: RerunSettings) -> tuple[str, ...]:
+    """The checkout's folders for the workers' PYTHONPATH: the levels file's [rerun] pythonpath,
+    and by default the checkout's root and its src/ folder when there is one. Without src/ on the
+    path, a src-layout project installed in editable mode imports the main work tree's code on
+    both sides and the comparison silently measures one version against itself."""
+    if settings.pythonpath != RerunSettings().pythonpath:
+        return settings.pythonpath
+    return ("src", ".") if (checkout.root / "src").is_dir() else (".",)
+
+
 def side_plan(checkout: Checkout, folder: Path, level: Level, only: tuple[str, ...], settings: RerunSettings) -> SidePlan:
     """The checkout's suite under ``folder`` (relative to the repository root), planned at level."""
-    paths = [checkout.root / entry for entry in settings.pythonpath]
+    paths = [checkout.root / entry for entry in importable_from(checkout, settings)]
     with importable(paths):
         discovery = discover(checkout.root / folder)
     plans = [make_plan(suite, level, only) for suite in discovery.suites]

@@ -41,8 +41,10 @@ class SideBySide:
 
 
 def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | None, folder: Path,
-                         only: tuple[str, ...], config: Config, level: Level, store: Any | None, seed: int,
-                         on_progress: Callable[[Progress], None] = lambda _: None) -> SideBySide:
+                         only: tuple[str, ...], config: Config, level: Level, open_store: Callable[[], Any] | None,
+                         seed: int, on_progress: Callable[[Progress], None] = lambda _: None) -> SideBySide:
+    """``open_store`` is called only once both sides are measured, so bad input never leaves
+    an empty store behind."""
     repo = repository_root(start)
     folder_in_repo = _relative_folder(start, folder, repo)
     comparison_id = uuid.uuid4().hex
@@ -64,7 +66,7 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
         measured = runner.run((metadata[0], metadata[1]), settled, looks(config.rerun.max_rounds))
     report = judge_interleaved(_by_name(measured.baseline.benchmarks), _by_name(measured.candidate.benchmarks),
                                config, level, config.rerun.max_rounds, seed)
-    session = Session(store, {})
+    session = Session(open_store() if open_store else None, {})
     outcomes, spool = session.log_measured([measured.baseline, measured.candidate], f"rerun-{comparison_id}")
     return SideBySide(measured, report, (base_checkout.label, cand_checkout.label), comparison_id,
                       (outcomes[0].parent_run_id, outcomes[1].parent_run_id), session.tracking_error, spool)

@@ -51,7 +51,9 @@ def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: Bench
     comparison = Comparison(
         benchmark=name, metric=metric, verdict="inconclusive", severity="none", change=result.change,
         ci_low=result.ci_low, ci_high=result.ci_high, p_value=result.p_value, p_adjusted=result.p_value,
-        baseline_centre=result.baseline_centre, candidate_centre=result.candidate_centre,
+        # the candidate's centre is the baseline's moved by the estimated change, so the table's
+        # two columns never point the other way than its change column
+        baseline_centre=result.baseline_centre, candidate_centre=result.baseline_centre * (1.0 + result.change),
         absolute_change=result.change * result.baseline_centre,
         spread_source=f"interleaved/{result.rounds} rounds", baseline_processes=result.rounds,
         candidate_processes=result.rounds, df=float(result.rounds - 1),
