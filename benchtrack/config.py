@@ -84,6 +84,7 @@ class Config:
     leak: LeakThresholds = field(default_factory=LeakThresholds)
     gc_pause_p95_s: float = 0.1  # GC pause p95 above this fails a GC check
     rerun: RerunSettings = field(default_factory=RerunSettings)
+    calibration_max_age_s: float = 30 * 86400.0  # an older A/A calibration is not used
 
     def thresholds_for(self, level: Level, benchmark: str, base_name: str) -> dict[str, Thresholds]:
         """Defaults, then the level's, then the benchmark's (by full name, else base name)."""
@@ -128,7 +129,7 @@ def load_config(path: Path | None) -> Config:
         )
         for name, table in benchmarks.items()
     }
-    baseline = _known(path, "baseline", data.get("baseline", {}), {"branch", "alpha"})
+    baseline = _known(path, "baseline", data.get("baseline", {}), {"branch", "alpha", "calibration_max_age_days"})
     memory = _table(path, "memory", data.get("memory", {}))
     return Config(
         # a file that only sets [rerun], [baseline] or thresholds keeps the built-in levels
@@ -141,6 +142,8 @@ def load_config(path: Path | None) -> Config:
         gc_pause_p95_s=_bounded_number(path, "memory.gc_pause_p95_ms", memory.get("gc_pause_p95_ms", 100.0), 0.001, 1e6)
         / 1000.0,
         rerun=_parse_rerun(path, data.get("rerun", {})),
+        calibration_max_age_s=86400.0 * _bounded_number(path, "baseline.calibration_max_age_days",
+                                                        baseline.get("calibration_max_age_days", 30), 0.0, 1e6),
     )
 
 

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def result_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_results(folder / "same.json", measured(3, 1.0))
     write_results(folder / "partial.json", measured(4, 1.0, names=("work[n=1]",)))
     # an A/A calibration of the files' machine: whole invocations differ by 1% there
-    calibration = {"schema": "benchtrack.calibration/1", "fingerprint": FINGERPRINT, "created_at": 0.0,
+    calibration = {"schema": "benchtrack.calibration/1", "fingerprint": FINGERPRINT, "created_at": time.time(),
                    "entries": [{"benchmark": "*", "metric": m, "variance": 0.01**2, "df": 30} for m in ("wall_s", "cpu_s")]}
     (folder / "calibration.json").write_text(json.dumps(calibration), encoding="utf-8")
     return folder

@@ -269,3 +269,53 @@ def test_bisect_names_the_slower_commit_of_six(tmp_path_factory: pytest.TempPath
     assert document["steps"][0]["end_to_end"]
     assert all(s["outcome"] in ("good", "bad") for s in document["steps"])
     assert _leftovers(root)[0] == [f"worktree {root.resolve()}"]
+
+
+# -- calibrate ------------------------------------------------------------------------------------
+
+
+def test_calibration_noise_is_the_spread_of_emulated_invocations() -> None:
+    from benchtrack.results import BenchmarkResult, RunResult, Sample
+    from benchtrack.verdicts.calibration import calibration_noise
+
+    rng = np.random.default_rng(31)
+
+    def side(levels: list[float]) -> RunResult:
+        samples = [Sample(p, i, 1, {"wall_s": float(np.exp(level + rng.normal(0, 0.001))), "cpu_s": 1e-3})
+                   for p, level in enumerate(levels) for i in range(5)]
+        return RunResult("s", "quick", 0.0, 1.0, {}, (BenchmarkResult("b", "b", "f.py", "time", samples=tuple(samples)),))
+
+    # groups of two processes: the group's fastest process is its centre
+    noise = calibration_noise(side([0.0, 0.5, 0.1, 0.6]), side([0.2, 0.9, 0.3, 0.35]), processes=2)
+    found = noise[("b", "wall_s")]
+    assert found.df == 3
+    assert found.variance == pytest.approx(float(np.var([0.0, 0.1, 0.2, 0.3], ddof=1)), abs=1e-4)
+    assert noise[("*", "wall_s")] == found
+    assert noise[("b", "cpu_s")].variance == pytest.approx(0.0)
+
+
+def test_an_old_or_foreign_calibration_is_not_used(tmp_path: Path) -> None:
+    from benchtrack.analysis.compare import RunNoise
+    from benchtrack.verdicts.calibration import Calibration, find_calibration, save_calibration
+
+    save_calibration(Calibration("fp", 1000.0, {("*", "wall_s"): RunNoise(0.01, 4.0, "calibration")}), tmp_path)
+    assert find_calibration("fp", tmp_path, max_age_s=100.0, now=1050.0) is not None
+    assert find_calibration("fp", tmp_path, max_age_s=100.0, now=1200.0) is None
+    assert find_calibration("other", tmp_path, max_age_s=100.0, now=1050.0) is None
+
+
+def test_calibrate_writes_this_machines_noise(repo: tuple[Path, dict[str, str]], store_template: Path,
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, _ = repo
+    store = fresh_store_uri(store_template, tmp_path / "store")
+    monkeypatch.chdir(root)
+    result = invoke_cli(["calibrate", "--level", "quick", "--groups", "2", "--format", "json", "--tracking-uri", store])
+    assert result.exit_code == 0, result
+    document = json.loads(result.stdout)
+    assert document["schema"] == "benchtrack.calibration/1"
+    assert document["rounds"] == 2  # two groups of the quick level's one process
+    entries = {(e["benchmark"], e["metric"]): e for e in document["entries"]}
+    assert entries[("work", "wall_s")]["df"] == 3
+    assert Path(document["path"]).is_file()
+    assert _leftovers(root)[0] == [f"worktree {root.resolve()}"]
+    Path(document["path"]).unlink()

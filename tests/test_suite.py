@@ -13,6 +13,7 @@ from benchtrack.config import (
     DEFAULT_LEVELS,
     Level,
     find_levels_file,
+    load_config,
     load_levels,
     select_level,
 )
@@ -325,14 +326,23 @@ def test_unknown_level_is_a_usage_error() -> None:
         select_level(DEFAULT_LEVELS, "weekly")
 
 
+def test_a_levels_file_without_levels_keeps_the_built_in_ones(tmp_path: Path) -> None:
+    path = tmp_path / "levels.toml"
+    path.write_text('schema = "benchtrack.levels/1"\n[rerun]\npythonpath = ["lib"]\nmax_rounds = 40\n', encoding="utf-8")
+    config = load_config(path)
+    assert set(config.levels) == set(DEFAULT_LEVELS)
+    assert config.levels["comprehensive"].processes == DEFAULT_LEVELS["comprehensive"].processes
+    assert (config.rerun.pythonpath, config.rerun.max_rounds) == (("lib",), 40)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ('schema = "benchtrack.levels/1"\n[levels.quick\nsamples = 3\n', "is not valid TOML"),
         ('[levels.quick]\nsamples = 3\n', "expected schema"),
         ('schema = "benchtrack.levels/2"\n[levels.quick]\nsamples = 3\n', "expected schema"),
-        ('schema = "benchtrack.levels/1"\n', r"no \[levels.<name>\] tables"),
-        ('schema = "benchtrack.levels/1"\nlevels = 3\n', r"no \[levels.<name>\] tables"),
+        ('schema = "benchtrack.levels/1"\nlevels = 3\n', r"\[levels\] must hold \[levels.<name>\] tables"),
+        ('schema = "benchtrack.levels/1"\n[levels]\n', r"\[levels\] must hold \[levels.<name>\] tables"),
         ('schema = "benchtrack.levels/1"\n[levels]\nquick = 3\n', r"\[levels.quick\] must be a table"),
         ('schema = "benchtrack.levels/1"\n[levels.quick]\nsample = 3\n', "unknown keys: sample"),
         ('schema = "benchtrack.levels/1"\n[levels.quick]\nsamples = -1\n', r"levels.quick.samples must be an integer"),

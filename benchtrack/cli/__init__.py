@@ -122,7 +122,7 @@ def run_command(
     store = _open_store(uri) if uri else None
     metadata = collect_metadata(folder)
     stderr = Console(stderr=True)
-    calibration = _calibration(calibration_file, metadata)
+    calibration = _calibration(calibration_file, metadata, config.calibration_max_age_s)
     for warning in busy_machine_warnings():
         stderr.print(f"benchtrack: warning: {warning}; samples taken while descheduled are flagged and wall-time "
                      "verdicts are checked against CPU time", highlight=False, markup=False, soft_wrap=True)
@@ -188,13 +188,14 @@ def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list
     return judge(invocation, config, level, store, source, registry, calibration)
 
 
-def _calibration(path: Path | None, metadata: dict[str, str]) -> Any:
-    """The A/A calibration named, else the one stored for this machine fingerprint, else None."""
+def _calibration(path: Path | None, metadata: dict[str, str], max_age_s: float) -> Any:
+    """The A/A calibration named, else the one `benchtrack calibrate` stored for this machine
+    fingerprint when it is younger than max_age_s, else None."""
     from benchtrack.verdicts.calibration import find_calibration, load_calibration
 
     if path is not None:
         return load_calibration(path)
-    return find_calibration(metadata.get("benchtrack.machine.fingerprint", ""), Path.cwd())
+    return find_calibration(metadata.get("benchtrack.machine.fingerprint", ""), Path.cwd(), max_age_s)
 
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:

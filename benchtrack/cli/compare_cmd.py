@@ -131,7 +131,7 @@ def compare_command(
     right = resolve(candidate, lazy, fingerprint, Path.cwd())
     base, cand = _select(left.benchmarks(), right.benchmarks(), tuple(benchmark or ()), allow_missing, baseline, candidate)
     report = compare_operands(left, right, base, cand, config, chosen, lazy if lazy.available(tracking_uri) else None,
-                              _calibration(calibration_file, right.metadata or left.metadata))
+                              _calibration(calibration_file, right.metadata or left.metadata, config.calibration_max_age_s))
     if output_format is OutputFormat.json:
         print_json(compare_document(report, chosen, baseline, candidate))
     else:
@@ -419,4 +419,70 @@ def bisect_command(
         console = _stdout_console()
         console.print(table)
         console.print(escape(result.message), highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("calibrate")
+@maps_errors
+def calibrate_command(
+    folder: Annotated[Path, typer.Option("--folder", help="The benchmark folder, inside the repository.")] = Path("experiments"),
+    level: Annotated[str, typer.Option("--level", "-l", help="Level whose invocations to calibrate (its processes).")]
+    = "comprehensive",
+    benchmark: Annotated[list[str] | None, typer.Option("--benchmark", "-b", help="Calibrate only this benchmark.")] = None,
+    groups: Annotated[int, typer.Option("--groups", min=2, help="Invocations to emulate per side.")] = 3,
+    ref: Annotated[str, typer.Option("--ref", help="The commit measured against itself.")] = "HEAD",
+    levels_file: LevelsOption = None,
+    tracking_uri: TrackingUriOption = None,
+    output_format: FormatOption = OutputFormat.table,
+) -> None:
+    """Measure this machine's noise between invocations: an A/A side-by-side run of one commit
+    against itself, stored for this machine fingerprint (.benchtrack/calibration/) and read by
+    later comparisons that were not measured side by side.
+
+    Example: benchtrack calibrate --level comprehensive -b json.roundtrip
+    """
+    import math
+    import time
+
+    from benchtrack.cli import _progress
+    from benchtrack.cli.render import print_json
+    from benchtrack.config import select_level
+    from benchtrack.probes.environment import machine_fingerprint
+    from benchtrack.sidebyside.rerun import compare_side_by_side
+    from benchtrack.tracking.uri import resolve_tracking_uri
+    from benchtrack.verdicts.calibration import Calibration, calibration_noise, calibration_to_dict, save_calibration
+
+    config = load_cli_config(levels_file)
+    chosen = select_level(config.levels, level)
+    rounds = groups * chosen.processes
+    settings = replace(config, rerun=replace(config.rerun, max_rounds=rounds, budget_s=max(config.rerun.budget_s, 3600.0)))
+    uri = resolve_tracking_uri(tracking_uri)
+    stderr = Console(stderr=True)
+    with _progress(stderr) as progress:
+        task = progress.add_task("calibrating", total=None)
+
+        def advance(event: Any) -> None:
+            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1} of {rounds})")
+
+        outcome = compare_side_by_side(Path.cwd(), ref, ref, folder, tuple(benchmark or ()), settings, chosen,
+                                       lambda: _open_store(uri), 0, advance, stop_early=False)
+    fingerprint = machine_fingerprint()
+    calibration = Calibration(fingerprint, time.time(), calibration_noise(outcome.measured.baseline,
+                                                                           outcome.measured.candidate, chosen.processes))
+    if not calibration.noise:
+        raise UsageError("nothing to calibrate: no benchmark ran on both sides")
+    path = save_calibration(calibration, Path.cwd())
+    if output_format is OutputFormat.json:
+        print_json({**calibration_to_dict(calibration), "path": str(path), "level": chosen.name, "rounds": rounds,
+                    "rerun_id": outcome.comparison_id})
+    else:
+        table = Table(title=f"noise between invocations at {chosen.name} ({chosen.processes} processes), "
+                            f"{fingerprint}")
+        for column in ("benchmark", "metric", "sd", "df"):
+            table.add_column(column)
+        for (name, metric), noise in sorted(calibration.noise.items()):
+            table.add_row(escape(name), metric, f"{math.sqrt(noise.variance):.1%}", f"{noise.df:g}")
+        _stdout_console().print(table)
+        stderr.print(f"calibration written to {path} (used for {config.calibration_max_age_s / 86400:g} days)",
+                     highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK)

@@ -42,7 +42,8 @@ class SideBySide:
 
 def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | None, folder: Path,
                          only: tuple[str, ...], config: Config, level: Level, open_store: Callable[[], Any] | None,
-                         seed: int, on_progress: Callable[[Progress], None] = lambda _: None) -> SideBySide:
+                         seed: int, on_progress: Callable[[Progress], None] = lambda _: None,
+                         stop_early: bool = True) -> SideBySide:
     """``open_store`` is called only once both sides are measured, so bad input never leaves
     an empty store behind."""
     repo = repository_root(start)
@@ -57,6 +58,8 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
         tests = 2 * len({i.name for i in sides[0].plan.items} & {i.name for i in sides[1].plan.items})
 
         def settled(name: str, base: BenchmarkResult, cand: BenchmarkResult) -> bool:
+            if not stop_early:
+                return False
             thresholds = config.thresholds_for(level, name, cand.benchmark)[spec_for(r.WALL).family]
             return all(
                 decided(paired_comparison(name, metric, base, cand, config.alpha, config.rerun.max_rounds, thresholds),

@@ -1,6 +1,6 @@
 """A stored A/A calibration: how much whole invocations of identical code differ on one machine
-fingerprint, per benchmark and metric (written by an interleaved A/A run of one commit against
-itself; read here as a source of the noise between invocations).
+fingerprint, per benchmark and metric (written by `benchtrack calibrate`, an interleaved A/A run of one
+commit against itself; read as a source of the noise between invocations).
 
 History of ``benchtrack.calibration``:
   1 - fingerprint, created_at, and entries of benchmark ("*" for every benchmark), metric,
@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchtrack.analysis.compare import RunNoise
+import numpy as np
+
+from benchtrack import results as r
+from benchtrack.analysis.compare import LOW_QUANTILE, RunNoise
 from benchtrack.errors import ResultFormatError
+from benchtrack.results import BenchmarkResult, RunResult
 
 CALIBRATION_SCHEMA = "benchtrack.calibration/1"
 CALIBRATION_FOLDER = Path(".benchtrack") / "calibration"
@@ -37,10 +42,61 @@ def calibration_path(fingerprint: str, root: Path) -> Path:
     return root / CALIBRATION_FOLDER / f"{fingerprint}.json"
 
 
-def find_calibration(fingerprint: str, root: Path) -> Calibration | None:
-    """The calibration of this fingerprint under root/.benchtrack/calibration, if one was made."""
+def find_calibration(fingerprint: str, root: Path, max_age_s: float = math.inf,
+                     now: float | None = None) -> Calibration | None:
+    """The calibration of this fingerprint under root/.benchtrack/calibration, if one was made
+    and is younger than max_age_s (a machine's noise changes: neighbours, kernel, host)."""
     path = calibration_path(fingerprint, root)
-    return load_calibration(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    found = load_calibration(path)
+    current = time.time() if now is None else now
+    if found.fingerprint != fingerprint or current - found.created_at > max_age_s:
+        return None
+    return found
+
+
+def save_calibration(calibration: Calibration, root: Path) -> Path:
+    path = calibration_path(calibration.fingerprint, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(calibration_to_dict(calibration), indent=1), encoding="utf-8")
+    return path
+
+
+def calibration_noise(baseline: RunResult, candidate: RunResult, processes: int) -> dict[tuple[str, str], RunNoise]:
+    """From an A/A side-by-side run of one commit: each side's rounds cut into groups of
+    ``processes`` consecutive worker processes, each group standing for one invocation at that
+    level (its fastest process's low quantile, as the comparator takes it); the variance of those
+    group centres over both sides is the noise between invocations. One job's groups miss the
+    drift between days, so a calibration ages out (find_calibration's max_age_s). Metrics not
+    measured get the median benchmark's figure as "*"."""
+    noise: dict[tuple[str, str], RunNoise] = {}
+    candidates = {b.name: b for b in candidate.benchmarks}
+    for bench in baseline.benchmarks:
+        other = candidates.get(bench.name)
+        if other is None or not bench.ok or not other.ok:
+            continue
+        for metric in (r.WALL, r.CPU):
+            centres = [*_group_centres(bench, metric, processes), *_group_centres(other, metric, processes)]
+            if len(centres) >= 3:
+                noise[(bench.name, metric)] = RunNoise(float(np.var(centres, ddof=1)), len(centres) - 1.0, "calibration")
+    for metric in (r.WALL, r.CPU):
+        found = [n for (_, m), n in noise.items() if m == metric]
+        if found:
+            noise[(ANY_BENCHMARK, metric)] = RunNoise(float(np.median([n.variance for n in found])),
+                                                      min(n.df for n in found), "calibration")
+    return noise
+
+
+def _group_centres(bench: BenchmarkResult, metric: str, processes: int) -> list[float]:
+    by_process: dict[int, list[float]] = {}
+    for sample in bench.samples:
+        value = sample.values.get(metric)
+        if value is not None and value > 0:
+            by_process.setdefault(sample.process, []).append(math.log(value))
+    ordered = [float(np.quantile(v, LOW_QUANTILE)) for _, v in sorted(by_process.items())]
+    size = max(1, processes)
+    return [min(ordered[i:i + size]) for i in range(0, len(ordered) - size + 1, size)]
 
 
 def load_calibration(path: Path) -> Calibration:
