@@ -68,7 +68,8 @@ DEFAULT_LEVELS: Mapping[str, Level] = {
 class RerunSettings:
     """[rerun]: how `compare --rerun` measures two commits side by side."""
 
-    pythonpath: tuple[str, ...] = (".",)  # relative to each checkout's root: where the code under test imports from
+    # relative to each checkout's root: where the code under test imports from (None: the root, and src/ if present)
+    pythonpath: tuple[str, ...] | None = None
     max_rounds: int = 24  # worker processes per side, at most; looked at after 8, 16 and 24 (analysis.paired)
     budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
 

@@ -22,6 +22,9 @@ from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
 
 INVOCATION_KEY = "benchtrack.invocation"
+# Runs measured side by side (`compare --rerun`, `calibrate`) carry this tag: rounds of
+# interleaved processes are not comparable with a level's runs, so history leaves them out.
+RERUN_MODE_KEY = "benchtrack.rerun.mode"
 SPOOL_FOLDER = Path(".benchtrack") / "unsaved"
 _T = TypeVar("_T")
 

@@ -362,12 +362,13 @@ class PooledBaseline:
 
     centre: float  # log scale, at the baseline invocation's level
     runs: int
-
+    offset_variance: float = 0.0  # of the history runs' shared move to the baseline's level, in the centre
 
 POOL_CONSISTENCY_SDS = 2.5  # a baseline further than this from its history is not pooled with it
 
 
-def pool_with_history(base_centre: float, history: History, offset: float, noise: RunNoise) -> PooledBaseline | None:
+def pool_with_history(base_centre: float, history: History, offset: float, noise: RunNoise,
+                      offset_variance: float = 0.0) -> PooledBaseline | None:
     """Pool the baseline run with its history when they agree. ``offset``: the baseline
     invocation's suite-wide level against the history's (suite_offset); ``noise``: the
     history's spread of one run. A baseline that stands apart from its history (promoted long
@@ -378,7 +379,9 @@ def pool_with_history(base_centre: float, history: History, offset: float, noise
     sd = math.sqrt(max(noise.variance, RUN_NOISE_FLOOR**2) * (1.0 + 1.0 / len(centres)))
     if abs(base_centre - float(centres.mean())) > POOL_CONSISTENCY_SDS * sd:
         return None
-    return PooledBaseline(float((centres.sum() + base_centre) / (len(centres) + 1)), len(centres) + 1)
+    weight = len(centres) / (len(centres) + 1.0)  # the history's share of the pooled centre carries the offset's error
+    return PooledBaseline(float((centres.sum() + base_centre) / (len(centres) + 1)), len(centres) + 1,
+                          weight**2 * offset_variance)
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,8 @@ def compare_metric(benchmark: str, spec: MetricSpec, baseline: Side, candidate: 
     if pooled is not None and log_scale and spec.centre == "fastest-process" and noise.source == "history":
         base, runs_in_baseline = replace(base, centre=pooled.centre), pooled.runs
     between = Term((1.0 + 1.0 / runs_in_baseline) * noise.variance, noise.df)
+    if runs_in_baseline > 1 and pooled is not None and pooled.offset_variance > 0:
+        terms.append(Term(pooled.offset_variance, math.inf))
     terms.append(between)
     if contention_variance > 0 and log_scale:
         terms.append(Term(contention_variance, math.inf))
@@ -500,15 +505,16 @@ def adjust_for_multiplicity(
     settings: ComparisonSettings,
     thresholds_for: Callable[[Comparison], Mapping[str, Thresholds]] | None = None,
 ) -> list[Comparison]:
-    """Benjamini-Hochberg over one run's comparisons of each metric, then verdicts re-decided,
-    each with the thresholds ``thresholds_for`` gives its benchmark (default: the settings').
+    """Benjamini-Hochberg over one run's comparisons of each threshold family, then verdicts
+    re-decided, each with the thresholds ``thresholds_for`` gives its benchmark (default: the
+    settings').
 
-    One family per metric: each metric asks its own question of the suite (is any time worse,
-    is any memory worse), and pooling them made the memory and GC comparisons, nearly all null,
-    dilute the time comparisons' evidence six-fold."""
+    One family per question the suite is asked (is any time worse: wall and CPU time together;
+    is any memory worse; any GC worse): pooling them all made the memory and GC comparisons,
+    nearly all null, dilute the times' evidence."""
     adjusted = [0.0] * len(comparisons)
-    for metric in dict.fromkeys(c.metric for c in comparisons):
-        family = [i for i, c in enumerate(comparisons) if c.metric == metric]
+    for name in dict.fromkeys(spec_for(c.metric).family for c in comparisons):
+        family = [i for i, c in enumerate(comparisons) if spec_for(c.metric).family == name]
         for i, p in zip(family, benjamini_hochberg([comparisons[i].p_value for i in family]), strict=True):
             adjusted[i] = p
     result = []

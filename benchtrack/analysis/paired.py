@@ -32,6 +32,7 @@ MIN_ROUNDS = 8
 LOOK_EVERY = 8
 EXACT_UP_TO = 50  # rounds: scipy's exact signed-rank distribution; beyond, its normal approximation
 BISECTION_STEPS = 30
+MAX_LOG_CHANGE = 50.0
 
 
 @dataclass(frozen=True)
@@ -91,15 +92,17 @@ def paired_test(rounds: Sequence[Round], alpha: float, max_rounds: int) -> Paire
     high = _bound(changes, level, estimate, estimate + reach)
     baseline = float(np.median([r.baseline for r in rounds]))
     candidate = float(np.median([r.candidate for r in rounds]))
+    low, high = max(low, -MAX_LOG_CHANGE), min(high, MAX_LOG_CHANGE)  # finite, for JSON; e^50 is "unbounded"
     return PairedResult(math.expm1(estimate), math.expm1(low), math.expm1(high), p_value, len(rounds),
                         math.exp(baseline), math.exp(candidate))
 
 
 def _bound(changes: np.ndarray, level: float, inside: float, outside: float) -> float:
     """The edge of the set of shifts the test keeps, between a kept one and a rejected one
-    (bisection); the outer point itself when even it is kept, as with very few rounds."""
+    (bisection). When even a shift beyond every change is kept (too few rounds for this level:
+    2 / 2^R above it), no shift is rejected and the interval is unbounded that way."""
     if signed_rank_p(changes, outside) > level:
-        return outside
+        return math.copysign(math.inf, outside - inside)
     for _ in range(BISECTION_STEPS):
         middle = (inside + outside) / 2.0
         if signed_rank_p(changes, middle) > level:

@@ -16,6 +16,7 @@ from rich.table import Table
 from benchtrack.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     CalibrationOption,
     FormatOption,
     OutputFormat,
@@ -151,6 +152,7 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     uri = resolve_tracking_uri(tracking_uri)
     stderr = Console(stderr=True)
     try:
+        _interrupt_on_sigterm()
         with _progress(stderr) as progress:
             task = progress.add_task("measuring side by side", total=None)
 
@@ -168,6 +170,8 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
         document["rerun"] = {
             "id": outcome.comparison_id, "mode": "interleaved", "seed": measured.seed,
             "rounds": dict(measured.rounds), "stopped": dict(measured.stopped),
+            "first_side": {name: list(order) for name, order in measured.order.items()},
+            "file_errors": list(outcome.file_errors),
             "parent_run_ids": {"baseline": outcome.parent_run_ids[0], "candidate": outcome.parent_run_ids[1]},
             "tracking_uri": uri, "tracking_error": outcome.tracking_error,
             "spool": str(outcome.spool_path) if outcome.spool_path else None,
@@ -184,7 +188,24 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
         else:
             stderr.print(f"both sides logged to {uri} (comparison {outcome.comparison_id})", highlight=False,
                          markup=False, soft_wrap=True)
-    raise typer.Exit(EXIT_FAILED if outcome.report.failing(level) else EXIT_OK)
+    for error in outcome.file_errors:
+        stderr.print(f"benchtrack: error: {error}", highlight=False, markup=False, soft_wrap=True)
+    for name in outcome.failed:
+        stderr.print(f"benchtrack: {name} failed on one side: {outcome.report.skipped.get(name, 'not judged')}",
+                     highlight=False, markup=False, soft_wrap=True)
+    if outcome.file_errors:
+        raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(EXIT_FAILED if outcome.report.failing(level) or outcome.failed else EXIT_OK)
+
+
+def _interrupt_on_sigterm() -> None:
+    """A cancelled CI job sends SIGTERM: unwind like Ctrl-C, so worktrees and workers are removed."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _select(base: dict[str, Any], cand: dict[str, Any], only: tuple[str, ...], allow_missing: bool,
@@ -390,6 +411,7 @@ def bisect_command(
     config = load_cli_config(levels_file)
     chosen = select_level(config.levels, level)
     stderr = Console(stderr=True)
+    _interrupt_on_sigterm()
     with _progress(stderr) as progress:
         task = progress.add_task("bisecting", total=None)
 
@@ -458,6 +480,7 @@ def calibrate_command(
     settings = replace(config, rerun=replace(config.rerun, max_rounds=rounds, budget_s=max(config.rerun.budget_s, 3600.0)))
     uri = resolve_tracking_uri(tracking_uri)
     stderr = Console(stderr=True)
+    _interrupt_on_sigterm()
     with _progress(stderr) as progress:
         task = progress.add_task("calibrating", total=None)
 

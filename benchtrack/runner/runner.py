@@ -195,6 +195,9 @@ def _run_with_timeout(command: list[str], timeout: float, environment: Mapping[s
     except subprocess.TimeoutExpired:
         _kill_group(process)
         return f"timed out after {timeout:g} s"
+    except BaseException:
+        _kill_group(process)  # Ctrl-C or SIGTERM: the worker runs in its own session, so it goes too
+        raise
     if process.returncode != 0:
         return _describe_exit(process.returncode, stderr.decode("utf-8", "replace"))
     return None

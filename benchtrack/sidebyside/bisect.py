@@ -14,13 +14,12 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from benchtrack import results as r
 from benchtrack.config import Config, Level
 from benchtrack.errors import UsageError
 from benchtrack.runner.runner import Progress
-from benchtrack.sidebyside.rerun import compare_side_by_side
+from benchtrack.sidebyside.rerun import SideBySide, compare_side_by_side
 from benchtrack.sidebyside.worktrees import repository_root, resolve_commit
 
 
@@ -110,6 +109,8 @@ def bisect(start: Path, good_ref: str, bad_ref: str, benchmark: str, folder: Pat
             outcome = compare_side_by_side(start, base, commit, folder, (benchmark,), settings, level, None,
                                            seed + attempt, on_progress)  # steps are not logged
         except UsageError:
+            if commit == bad:
+                raise  # the ends must run: a bad name or folder is an input error, not a skipped commit
             return BisectStep(commit, "skipped", "", 0.0, 0.0, 0.0, 0)
         return _step(commit, outcome)
 
@@ -117,7 +118,7 @@ def bisect(start: Path, good_ref: str, bad_ref: str, benchmark: str, folder: Pat
     return BisectResult(good, bad, first, end, tuple(steps), message)
 
 
-def _step(commit: str, outcome: Any) -> BisectStep:
+def _step(commit: str, outcome: SideBySide) -> BisectStep:
     wall = [c for c in outcome.report.comparisons if c.metric == r.WALL]
     if not wall:
         return BisectStep(commit, "skipped", "", 0.0, 0.0, 0.0, 0)

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import Level, RerunSettings
 from benchtrack.results import BenchmarkResult, RunResult
 from benchtrack.runner.runner import ItemState, Plan, Progress, Runner, make_plan
 from benchtrack.sidebyside.worktrees import Checkout
-from benchtrack.suite import discover
+from benchtrack.suite import FileError, discover
 
 SIDES = ("baseline", "candidate")
 
@@ -34,6 +35,7 @@ class SidePlan:
     checkout: Checkout
     plan: Plan
     environment: Mapping[str, str]
+    file_errors: tuple[FileError, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def importable(paths: Sequence[Path]) -> Iterator[None]:
             with contextlib.suppress(ValueError):
                 sys.path.remove(entry)
         for name in set(sys.modules) - before:
-            if not name.startswith("benchtrack"):
+            if name != "benchtrack" and not name.startswith("benchtrack."):  # benchtrack itself stays loaded
                 del sys.modules[name]
 
 
@@ -72,7 +74,7 @@ def importable_from(checkout: Checkout, settings: RerunSettings) -> tuple[str, .
     and by default the checkout's root and its src/ folder when there is one. Without src/ on the
     path, a src-layout project installed in editable mode imports the main work tree's code on
     both sides and the comparison silently measures one version against itself."""
-    if settings.pythonpath != RerunSettings().pythonpath:
+    if settings.pythonpath is not None:
         return settings.pythonpath
     return ("src", ".") if (checkout.root / "src").is_dir() else (".",)
 
@@ -82,14 +84,19 @@ def side_plan(checkout: Checkout, folder: Path, level: Level, only: tuple[str, .
     paths = [checkout.root / entry for entry in importable_from(checkout, settings)]
     with importable(paths):
         discovery = discover(checkout.root / folder)
-    plans = [make_plan(suite, level, only) for suite in discovery.suites]
-    items = tuple(item for p in plans for item in p.items)
-    suite = discovery.suites[0] if discovery.suites else None
-    if suite is None:
-        raise ValueError(f"no benchmarks under {folder} in {checkout.label}")
+    plans = [p for p in (make_plan(suite, level, only) for suite in discovery.suites) if p.items]
+    if len(plans) > 1:
+        # one suite at a time: each side is logged as one run of its suite, and names repeat across suites
+        raise ValueError(f"{folder} holds {len(plans)} suites ({', '.join(p.suite.name for p in plans)}): "
+                         "--rerun measures one, name its folder with --folder")
+    if not plans and (only and discovery.suites):  # names this side lacks: the selection check says which
+        plans = [Plan(discovery.suites[0], level, ())]
+    if not plans:
+        raise ValueError(f"no benchmarks under {folder} in {checkout.label} at level {level.name}")
+    items, suite = plans[0].items, plans[0].suite
     existing = os.environ.get("PYTHONPATH", "")
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, paths), *([existing] if existing else [])])}
-    return SidePlan(checkout, Plan(suite, level, items), environment)
+    return SidePlan(checkout, Plan(suite, level, items), environment, discovery.errors)
 
 
 Decide = Callable[[str, BenchmarkResult, BenchmarkResult], bool]
@@ -98,13 +105,14 @@ Decide = Callable[[str, BenchmarkResult, BenchmarkResult], bool]
 class InterleavedRunner:
     def __init__(self, sides: tuple[SidePlan, SidePlan], settings: RerunSettings, seed: int,
                  on_progress: Callable[[Progress], None] = lambda _: None,
-                 clock: Callable[[], float] = time.monotonic, peak_probe: str = "auto") -> None:
+                 clock: Callable[[], float] = time.monotonic, peak_probe: str = "auto",
+                 leak_thresholds: LeakThresholds | None = None) -> None:
         self._sides = sides
         self._settings = settings
         self._seed = seed
         self._clock = clock
-        self._runners = tuple(Runner(peak_probe=peak_probe, on_progress=on_progress, environment=s.environment)
-                              for s in sides)
+        self._runners = tuple(Runner(peak_probe=peak_probe, on_progress=on_progress, environment=s.environment,
+                                     leak_thresholds=leak_thresholds) for s in sides)
 
     def run(self, metadata: tuple[Mapping[str, str], Mapping[str, str]], decide: Decide,
             looks: Sequence[int]) -> Interleaved:

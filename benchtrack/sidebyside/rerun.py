@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from benchtrack.errors import UsageError
 from benchtrack.probes.environment import collect_metadata
 from benchtrack.results import BenchmarkResult
 from benchtrack.runner.runner import Progress
-from benchtrack.session import INVOCATION_KEY, Session
+from benchtrack.session import INVOCATION_KEY, RERUN_MODE_KEY, Session
 from benchtrack.sidebyside.interleave import SIDES, Interleaved, InterleavedRunner, SidePlan, side_plan
 from benchtrack.sidebyside.worktrees import Checkout, checkouts, repository_root
 from benchtrack.verdicts.policy import Report
@@ -26,7 +26,7 @@ from benchtrack.verdicts.sidebyside import decided, judge_interleaved, paired_co
 
 COMPARISON_TAG = "benchtrack.rerun.id"
 SIDE_TAG = "benchtrack.rerun.side"
-MODE_TAG = "benchtrack.rerun.mode"
+MODE_TAG = RERUN_MODE_KEY
 
 
 @dataclass(frozen=True)
@@ -38,14 +38,21 @@ class SideBySide:
     parent_run_ids: tuple[str | None, str | None]
     tracking_error: str | None
     spool_path: Path | None
+    file_errors: tuple[str, ...] = ()  # benchmark files of either side that failed to import
+
+    @property
+    def failed(self) -> list[str]:
+        """Benchmarks that failed on either side (not judged)."""
+        return sorted(name for name, why in self.measured.stopped.items() if why == "failed")
 
 
 def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | None, folder: Path,
                          only: tuple[str, ...], config: Config, level: Level, open_store: Callable[[], Any] | None,
                          seed: int, on_progress: Callable[[Progress], None] = lambda _: None,
                          stop_early: bool = True) -> SideBySide:
-    """``open_store`` is called only once both sides are measured, so bad input never leaves
-    an empty store behind."""
+    """``open_store`` is called once both checkouts are planned and before anything is measured:
+    bad refs and folders leave no empty store behind, and an unreachable store is an input
+    error before minutes of measuring, not after."""
     repo = repository_root(start)
     folder_in_repo = _relative_folder(start, folder, repo)
     comparison_id = uuid.uuid4().hex
@@ -53,8 +60,9 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
         sides = (_plan(base_checkout, folder_in_repo, level, only, config),
                  _plan(cand_checkout, folder_in_repo, level, only, config))
         _check_selection(sides, only)
+        store = open_store() if open_store else None  # before measuring: an unreachable store is an input error
         metadata = tuple(_metadata(side.checkout, name, comparison_id) for side, name in zip(sides, SIDES, strict=True))
-        runner = InterleavedRunner(sides, config.rerun, seed, on_progress)
+        runner = InterleavedRunner(sides, config.rerun, seed, on_progress, leak_thresholds=config.leak)
         tests = 2 * len({i.name for i in sides[0].plan.items} & {i.name for i in sides[1].plan.items})
 
         def settled(name: str, base: BenchmarkResult, cand: BenchmarkResult) -> bool:
@@ -67,12 +75,17 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
                 for metric in (r.WALL, r.CPU))
 
         measured = runner.run((metadata[0], metadata[1]), settled, looks(config.rerun.max_rounds))
+    # logged (or spooled) before judging, so nothing measured is lost to an error in judging
+    session = Session(store, {})
+    outcomes, spool = session.log_measured([measured.baseline, measured.candidate], f"rerun-{comparison_id}")
     report = judge_interleaved(_by_name(measured.baseline.benchmarks), _by_name(measured.candidate.benchmarks),
                                config, level, config.rerun.max_rounds, seed)
-    session = Session(open_store() if open_store else None, {})
-    outcomes, spool = session.log_measured([measured.baseline, measured.candidate], f"rerun-{comparison_id}")
+    names = [{i.name for i in side.plan.items} for side in sides]
+    report = replace(report, only_in_baseline=tuple(sorted(names[0] - names[1])),
+                     only_in_candidate=tuple(sorted(names[1] - names[0])))
+    file_errors = tuple(f"{side.checkout.label}: {e.relative}: {e.message}" for side in sides for e in side.file_errors)
     return SideBySide(measured, report, (base_checkout.label, cand_checkout.label), comparison_id,
-                      (outcomes[0].parent_run_id, outcomes[1].parent_run_id), session.tracking_error, spool)
+                      (outcomes[0].parent_run_id, outcomes[1].parent_run_id), session.tracking_error, spool, file_errors)
 
 
 def _relative_folder(start: Path, folder: Path, repo: Path) -> Path:

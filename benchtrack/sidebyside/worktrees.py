@@ -17,6 +17,10 @@ from benchtrack.errors import UsageError
 WORK_TREE = "WORKTREE"  # the working copy as it is, uncommitted changes included
 
 
+class GitMissingError(UsageError):
+    """No git on this machine."""
+
+
 @dataclass(frozen=True)
 class Checkout:
     ref: str  # as the user named it
@@ -32,7 +36,7 @@ def _git(repo: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise UsageError("git is not installed: side-by-side comparison needs it") from None
+        raise GitMissingError("git is not installed: side-by-side comparison needs it") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["git failed"])[-1]
         raise UsageError(f"git {' '.join(args[:2])}: {last}")
@@ -42,6 +46,8 @@ def _git(repo: Path, *args: str) -> str:
 def repository_root(start: Path) -> Path:
     try:
         return Path(_git(start, "rev-parse", "--show-toplevel"))
+    except GitMissingError:
+        raise
     except UsageError:
         raise UsageError(f"{start} is not inside a git repository: --rerun checks commits out of one") from None
 
@@ -67,14 +73,14 @@ def checkouts(repo: Path, refs: Sequence[str | None]) -> Iterator[list[Checkout]
                 found.append(Checkout("work tree", WORK_TREE, repo))
                 continue
             path = holder / f"side{index}-{commit[:10]}"
+            made.append(path)  # before adding: an interrupted add still gets removed
             _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
-            made.append(path)
             found.append(Checkout(ref, commit, path))
         yield found
     finally:
         for path in made:
             with contextlib.suppress(UsageError):
                 _git(repo, "worktree", "remove", "--force", str(path))
-        with contextlib.suppress(UsageError):
-            _git(repo, "worktree", "prune")
         shutil.rmtree(holder, ignore_errors=True)
+        with contextlib.suppress(UsageError):
+            _git(repo, "worktree", "prune")  # after the folders are gone: drops any entry left half-made

@@ -21,6 +21,7 @@ from typing import Any
 from benchtrack.analysis.features import HistoryRun, contention, cpu_count, history_metrics, metric_summaries
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, run_result_to_dict
+from benchtrack.session import RERUN_MODE_KEY
 from benchtrack.tracking.uri import ARTIFACTS_FOLDER, sqlite_path
 
 EXPERIMENT_PREFIX = "benchtrack/"
@@ -295,7 +296,7 @@ class MlflowStore:
             if any(run.data.tags.get(k) != v for k, v in wanted.items()):
                 continue  # values MLflow's filter syntax cannot quote are checked here
             ids = (run.info.run_id, run.data.tags.get("mlflow.parentRunId"), run.data.tags.get("benchtrack.invocation"))
-            excluded = any(i in exclude for i in ids if i)
+            excluded = any(i in exclude for i in ids if i) or bool(run.data.tags.get(RERUN_MODE_KEY))
             if excluded or len(history.get(benchmark, [])) >= per_benchmark:
                 continue
             metrics = {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}

@@ -253,15 +253,16 @@ def _pooled_baselines(mine: Sequence[_Pending], histories: Mapping[str, History]
     agrees with the baseline (compare.pool_with_history)."""
     positive = [p for p in mine if min(p.base.values) > 0 and p.spec.centre == "fastest-process"]
     centres = {p.name: estimate_side(p.base, p.spec, log_scale=True).centre for p in positive}
-    offset = suite_offset(centres, histories)
-    if offset is None:
+    found = suite_offset(centres, histories)
+    if found is None:
         return {}
+    offset, offset_variance = found
     pooled = {}
     for p in positive:
         noise = known.get(p.name)
-        found = pool_with_history(centres[p.name], histories[p.name], offset, noise) if noise else None
-        if found is not None:
-            pooled[p.name] = found
+        one = pool_with_history(centres[p.name], histories[p.name], offset, noise, offset_variance) if noise else None
+        if one is not None:
+            pooled[p.name] = one
     return pooled
 
 
