@@ -3,11 +3,14 @@ comparisons use as history, contention, and the noise vector the anomaly check s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from benchtrack import results as r
-from benchtrack.analysis.compare import COMPARED_METRICS, RunStatistics, Side, run_statistics
+from benchtrack.analysis.compare import COMPARED_METRICS, LOW_QUANTILE, RunStatistics, Side, run_statistics
 from benchtrack.analysis.contention import Contention, descheduled, side_contention
 from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.results import BenchmarkResult
@@ -119,3 +122,14 @@ class HistoryRun:
 def loops_of(bench: BenchmarkResult) -> str:
     """The loop counts of a run, as the store records them (a param)."""
     return ",".join(str(n) for n in sorted({s.loops for s in bench.samples})) or "0"
+
+
+def process_low_quantiles(bench: BenchmarkResult, metric: str) -> dict[int, float]:
+    """Each worker process's log LOW_QUANTILE of ``metric``, by process index (in a side-by-side
+    run the index is the round): how time centres start."""
+    by_process: dict[int, list[float]] = {}
+    for sample in bench.samples:
+        value = sample.values.get(metric)
+        if value is not None and value > 0 and math.isfinite(value):
+            by_process.setdefault(sample.process, []).append(math.log(value))
+    return {p: float(np.quantile(v, LOW_QUANTILE)) for p, v in sorted(by_process.items())}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,7 +146,6 @@ def compare_command(
 def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tuple[str, ...], config: Any,
                    level: Any, tracking_uri: str | None, seed: int, output_format: OutputFormat) -> None:
     """Measure both refs side by side, print the verdicts, exit with their code."""
-    from benchtrack.cli import _progress
     from benchtrack.cli.render import print_json
     from benchtrack.cli.verdict_render import compare_document, print_verdicts
     from benchtrack.sidebyside.rerun import compare_side_by_side
@@ -152,13 +154,7 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     uri = resolve_tracking_uri(tracking_uri)
     stderr = Console(stderr=True)
     try:
-        _interrupt_on_sigterm()
-        with _progress(stderr) as progress:
-            task = progress.add_task("measuring side by side", total=None)
-
-            def advance(event: Any) -> None:
-                progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
-
+        with _rounds_progress(stderr, "measuring side by side") as advance:
             outcome = compare_side_by_side(Path.cwd(), baseline, candidate, folder, only, config, level,
                                            lambda: _open_store(uri), seed, advance)
     except KeyboardInterrupt:
@@ -198,14 +194,24 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     raise typer.Exit(EXIT_FAILED if outcome.report.failing(level) or outcome.failed else EXIT_OK)
 
 
-def _interrupt_on_sigterm() -> None:
-    """A cancelled CI job sends SIGTERM: unwind like Ctrl-C, so worktrees and workers are removed."""
-    import signal
+@contextlib.contextmanager
+def _rounds_progress(stderr: Console, title: str, rounds: int | None = None) -> Iterator[Callable[[Any], None]]:
+    """A progress line for side-by-side rounds, and the callback that advances it. SIGTERM (a
+    cancelled CI job) unwinds like Ctrl-C meanwhile, so worktrees and workers are removed."""
+    from benchtrack.cli import _progress
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    of = f" of {rounds}" if rounds else ""
+    with _progress(stderr) as progress:
+        task = progress.add_task(title, total=None)
+
+        def advance(event: Any) -> None:
+            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1}{of})")
+
+        yield advance
 
 
 def _select(base: dict[str, Any], cand: dict[str, Any], only: tuple[str, ...], allow_missing: bool,
@@ -403,7 +409,6 @@ def bisect_command(
 
     Example: benchtrack bisect v1.2 HEAD -b json.roundtrip
     """
-    from benchtrack.cli import _progress
     from benchtrack.cli.render import print_json
     from benchtrack.config import select_level
     from benchtrack.sidebyside.bisect import bisect
@@ -411,13 +416,7 @@ def bisect_command(
     config = load_cli_config(levels_file)
     chosen = select_level(config.levels, level)
     stderr = Console(stderr=True)
-    _interrupt_on_sigterm()
-    with _progress(stderr) as progress:
-        task = progress.add_task("bisecting", total=None)
-
-        def advance(event: Any) -> None:
-            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1})")
-
+    with _rounds_progress(stderr, "bisecting") as advance:
         result = bisect(Path.cwd(), good, bad, benchmark, folder, config, chosen, seed, advance)
     steps = [result.end_to_end, *result.steps]
     if output_format is OutputFormat.json:
@@ -466,7 +465,6 @@ def calibrate_command(
     import math
     import time
 
-    from benchtrack.cli import _progress
     from benchtrack.cli.render import print_json
     from benchtrack.config import select_level
     from benchtrack.probes.environment import machine_fingerprint
@@ -480,13 +478,7 @@ def calibrate_command(
     settings = replace(config, rerun=replace(config.rerun, max_rounds=rounds, budget_s=max(config.rerun.budget_s, 3600.0)))
     uri = resolve_tracking_uri(tracking_uri)
     stderr = Console(stderr=True)
-    _interrupt_on_sigterm()
-    with _progress(stderr) as progress:
-        task = progress.add_task("calibrating", total=None)
-
-        def advance(event: Any) -> None:
-            progress.update(task, advance=1, description=f"{event.item.name} (round {event.process + 1} of {rounds})")
-
+    with _rounds_progress(stderr, "calibrating", rounds) as advance:
         outcome = compare_side_by_side(Path.cwd(), ref, ref, folder, tuple(benchmark or ()), settings, chosen,
                                        lambda: _open_store(uri), 0, advance, stop_early=False)
     fingerprint = machine_fingerprint()

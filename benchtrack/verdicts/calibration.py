@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from benchtrack import results as r
-from benchtrack.analysis.compare import LOW_QUANTILE, RunNoise
+from benchtrack.analysis.compare import RunNoise
+from benchtrack.analysis.features import process_low_quantiles
 from benchtrack.errors import ResultFormatError
 from benchtrack.results import BenchmarkResult, RunResult
 
@@ -89,12 +90,7 @@ def calibration_noise(baseline: RunResult, candidate: RunResult, processes: int)
 
 
 def _group_centres(bench: BenchmarkResult, metric: str, processes: int) -> list[float]:
-    by_process: dict[int, list[float]] = {}
-    for sample in bench.samples:
-        value = sample.values.get(metric)
-        if value is not None and value > 0:
-            by_process.setdefault(sample.process, []).append(math.log(value))
-    ordered = [float(np.quantile(v, LOW_QUANTILE)) for _, v in sorted(by_process.items())]
+    ordered = list(process_low_quantiles(bench, metric).values())
     size = max(1, processes)
     return [min(ordered[i:i + size]) for i in range(0, len(ordered) - size + 1, size)]
 

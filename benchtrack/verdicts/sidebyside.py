@@ -4,15 +4,11 @@ Report, thresholds, false-discovery control and fail_on as any comparison."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 
-import numpy as np
-
 from benchtrack import results as r
 from benchtrack.analysis.compare import (
-    LOW_QUANTILE,
     Comparison,
     ComparisonSettings,
     Thresholds,
@@ -20,6 +16,7 @@ from benchtrack.analysis.compare import (
     decide,
     spec_for,
 )
+from benchtrack.analysis.features import process_low_quantiles
 from benchtrack.analysis.paired import Round, paired_test
 from benchtrack.config import Config, Level
 from benchtrack.results import BenchmarkResult
@@ -30,15 +27,7 @@ PAIRED_METRICS = (r.WALL, r.CPU)
 
 def rounds_of(base: BenchmarkResult, cand: BenchmarkResult, metric: str) -> list[Round]:
     """Per round (worker process index, the same on both sides), each side's log low quantile."""
-    def centres(bench: BenchmarkResult) -> dict[int, float]:
-        by_process: dict[int, list[float]] = {}
-        for sample in bench.samples:
-            value = sample.values.get(metric)
-            if value is not None and value > 0 and math.isfinite(value):
-                by_process.setdefault(sample.process, []).append(math.log(value))
-        return {p: float(np.quantile(v, LOW_QUANTILE)) for p, v in by_process.items() if v}
-
-    left, right = centres(base), centres(cand)
+    left, right = process_low_quantiles(base, metric), process_low_quantiles(cand, metric)
     return [Round(left[p], right[p]) for p in sorted(set(left) & set(right))]
 
 
