@@ -28,7 +28,7 @@ from benchtrack.results import BenchmarkResult, RunResult, run_result_from_dict
 from benchtrack.verdicts import compare_results
 
 CORPUS = Path(__file__).resolve().parent / "noise_corpus"
-LEVEL = Level("corpus", processes=5, samples=6, fail_on="none", promote=False)
+LEVEL = Level("corpus", processes=10, samples=5, fail_on="none", promote=False)
 FACTORS = (1.05, 1.10, 1.20)
 METRICS = ("wall_s", "cpu_s")
 
