@@ -40,6 +40,11 @@ class Level:
     promote: bool = True  # promote improved runs on the baseline branch to new baselines
     fail_on_undecided: bool = False  # also fail on inconclusive slowdowns whose point estimate is major or worse
     thresholds: Mapping[str, Thresholds] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    # timed benchmarks (names, or "*" for all) whose instructions per operation are also counted, under valgrind
+    instructions: tuple[str, ...] = ()
+
+    def counts_instructions(self, name: str, base_name: str) -> bool:
+        return ALL_BENCHMARKS in self.instructions or name in self.instructions or base_name in self.instructions
 
     def fails(self, severity: str) -> bool:
         if self.fail_on == "none" or severity == "none":
@@ -54,6 +59,8 @@ class Level:
         return not set(self.exclude_tags) & set(benchmark_tags)
 
 
+ALL_BENCHMARKS = "*"
+
 DEFAULT_LEVELS: Mapping[str, Level] = {
     "quick": Level("quick", processes=2, samples=5, warmups=1, timeout=120.0, fail_on="critical"),
     # ten processes of five samples, not five of ten: the fastest of ten worker processes moved half
@@ -64,6 +71,9 @@ DEFAULT_LEVELS: Mapping[str, Level] = {
 }
 
 
+RERUN_MODES = ("interleaved", "duet")
+
+
 @dataclass(frozen=True)
 class RerunSettings:
     """[rerun]: how `compare --rerun` measures two commits side by side."""
@@ -72,6 +82,7 @@ class RerunSettings:
     pythonpath: tuple[str, ...] | None = None
     max_rounds: int = 24  # worker processes per side, at most; looked at after 8, 16 and 24 (analysis.paired)
     budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
+    mode: str = "interleaved"  # or "duet": both sides at once, each on its own CPU
 
 
 @dataclass(frozen=True)
@@ -149,8 +160,8 @@ def load_config(path: Path | None) -> Config:
 
 
 def _parse_rerun(path: Path, value: Any) -> RerunSettings:
-    """[rerun] pythonpath = ["src"], max_rounds = 20, budget_minutes = 10."""
-    table = _known(path, "rerun", value, {"pythonpath", "max_rounds", "budget_minutes"})
+    """[rerun] pythonpath = ["src"], max_rounds = 20, budget_minutes = 10, mode = "interleaved" | "duet"."""
+    table = _known(path, "rerun", value, {"pythonpath", "max_rounds", "budget_minutes", "mode"})
     defaults = RerunSettings()
     pythonpath = defaults.pythonpath
     if "pythonpath" in table:
@@ -161,6 +172,7 @@ def _parse_rerun(path: Path, value: Any) -> RerunSettings:
                                    integer=True),
         budget_s=60.0 * _bounded_number(path, "rerun.budget_minutes", table.get("budget_minutes", defaults.budget_s / 60),
                                         0.01, 10_000),
+        mode=_choice(path, "rerun.mode", table.get("mode", defaults.mode), RERUN_MODES),
     )
 
 
@@ -227,6 +239,8 @@ def _parse_level(path: Path, name: str, table: Any, default_thresholds: Mapping[
             values[key] = _string_list(path, f"levels.{name}.{key}", table[key])
     if "fail_on" in table:
         values["fail_on"] = _choice(path, f"levels.{name}.fail_on", table["fail_on"], SEVERITIES)
+    if "instructions" in table:
+        values["instructions"] = _instruction_selection(path, name, table["instructions"])
     for key in ("promote", "fail_on_undecided"):
         if key in table:
             if not isinstance(table[key], bool):
@@ -237,7 +251,16 @@ def _parse_level(path: Path, name: str, table: Any, default_thresholds: Mapping[
     return Level(name=name, **values)
 
 
-_FAMILIES = {"time": "relative", "gc": "relative", "memory_mb": "absolute"}
+def _instruction_selection(path: Path, level: str, value: Any) -> tuple[str, ...]:
+    """``instructions = true`` (every timed benchmark), ``false``, or a list of benchmark names."""
+    if isinstance(value, bool):
+        return (ALL_BENCHMARKS,) if value else ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{path}: levels.{level}.instructions must be true, false or a list of benchmark names")
+    return tuple(value)
+
+
+_FAMILIES = {"time": "relative", "gc": "relative", "memory_mb": "absolute", "instructions": "relative"}
 
 
 def _parse_thresholds(path: Path, where: str, table: Any) -> dict[str, Thresholds]:

@@ -37,6 +37,7 @@ LEAK_ELAPSED = "elapsed_s"
 CTX_INVOLUNTARY = "ctx_involuntary"  # preemptions of the worker during the sample (a count, not per operation)
 GC_COLLECTED = "gc_collected"
 GC_UNCOLLECTABLE = "gc_uncollectable"
+INSTRUCTIONS = "instructions"  # executed per operation, counted under callgrind (probes.instructions)
 
 
 TRACK_PREFIX = "track."
@@ -79,7 +80,12 @@ class BenchmarkResult:
 
     @property
     def process_count(self) -> int:
-        return len({sample.process for sample in self.samples})
+        """Worker processes that measured (the instruction-count process is not one of them)."""
+        return len({sample.process for sample in self.timed_samples})
+
+    @property
+    def timed_samples(self) -> tuple[Sample, ...]:
+        return tuple(s for s in self.samples if WALL in s.values)
 
     def metric_names(self) -> list[str]:
         names: dict[str, None] = {}

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from benchtrack.analysis.leaks import LeakThresholds
-from benchtrack.config import Config, Level, find_levels_file, load_config, select_level
+from benchtrack.config import ALL_BENCHMARKS, Config, Level, find_levels_file, load_config, select_level
 from benchtrack.errors import TrackingError, UsageError
+from benchtrack.probes.instructions import find_valgrind
 from benchtrack.results import BenchmarkResult, RunResult, dumps_results
 from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
@@ -68,6 +69,7 @@ class RunOptions:
     processes: int | None = None
     samples: int | None = None
     peak_probe: str = "auto"
+    instructions: bool = False  # count instructions of every timed benchmark, whatever the level says
 
 
 def prepare(options: RunOptions) -> tuple[Discovery, Config, Level, list[Plan]]:
@@ -79,7 +81,10 @@ def prepare(options: RunOptions) -> tuple[Discovery, Config, Level, list[Plan]]:
         level,
         processes=options.processes or level.processes,
         samples=options.samples or level.samples,
+        instructions=(ALL_BENCHMARKS,) if options.instructions else level.instructions,
     )
+    if options.instructions and find_valgrind() is None:
+        raise UsageError("--instructions counts under valgrind, which is not installed (Debian: apt-get install valgrind)")
     _check_known(discovery, options.only)
     plans = [make_plan(suite, level, options.only) for suite in discovery.suites]
     return discovery, config, level, [p for p in plans if p.items]
@@ -113,7 +118,8 @@ class Session:
         # Every result of this invocation carries its id, so a comparison can leave the very runs
         # it compares out of their own history, whether they come as run ids, git refs or files.
         self._metadata[INVOCATION_KEY] = invocation_id
-        runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress, leak_thresholds=self._leak_thresholds)
+        runner = Runner(peak_probe=options.peak_probe, on_progress=self._on_progress, leak_thresholds=self._leak_thresholds,
+                        instructions=lambda item: level.counts_instructions(item.name, item.instance.spec.name))
         outcomes = [self._run_plan(runner, plan, invocation_id) for plan in plans]
         spool = self._spool(invocation_id, outcomes) if self._tracking_error else None
         return Invocation(invocation_id, level, tuple(outcomes), discovery.errors, self._tracking_error, spool)

@@ -1,7 +1,7 @@
 """A private podman engine for the container tests: its own storage, run and lock folders and its
 own Docker-API socket, all under pytest's tmp, so nothing touches (or sees) other containers.
 
-Install with `.ci/install-container-tools.sh` (podman + runc, no recommends). The recipe that works
+Install with `.ci/install-system-packages.sh` (podman + runc, no recommends). The recipe that works
 here (Debian 12: podman 4.3.1, runc 1.1.5, root, hybrid cgroups with v1 memory, no systemd, the
 whole machine itself inside a container), found by experiment:
 
@@ -68,7 +68,7 @@ def find_tools() -> tuple[str, str] | str:
     runc = shutil.which("runc") or next((p for p in ("/usr/sbin/runc", "/usr/bin/runc") if Path(p).exists()), None)
     if podman is None or runc is None:
         missing = " and ".join(name for name, path in (("podman", podman), ("runc", runc)) if path is None)
-        return f"{missing} not installed (run .ci/install-container-tools.sh)"
+        return f"{missing} not installed (run .ci/install-system-packages.sh)"
     if os.geteuid() != 0:
         return "needs root: rootless podman cannot set memory limits with cgroupfs on cgroup v1"
     return podman, runc

@@ -24,19 +24,24 @@ from benchtrack.results import OomEvent
 MB = 1024 * 1024
 POLL_S = 0.5
 WATCH_LIMIT_S = 40.0
+DEAD_FOR_S = 3.0
 
 
 def _watch(target: ContainerTarget, until_dead: bool = True) -> tuple[list[tuple[float, TargetReading]], list[OomEvent]]:
-    """read() + new_oom_events() every POLL_S until the target is dead (or WATCH_LIMIT_S)."""
+    """read() + new_oom_events() every POLL_S until the target is dead (or WATCH_LIMIT_S). Dead
+    means not alive for DEAD_FOR_S: a read may catch the container between an OOM kill and podman
+    restarting it, which under load took over a second."""
     readings: list[tuple[float, TargetReading]] = []
     events: list[OomEvent] = []
     start = time.monotonic()
+    dead_since: float | None = None
     while time.monotonic() - start < WATCH_LIMIT_S:
         now = time.monotonic() - start
         reading = target.read()
         readings.append((now, reading))
         events += target.new_oom_events(now)
-        if until_dead and not reading.alive:
+        dead_since = None if reading.alive else (now if dead_since is None else dead_since)
+        if until_dead and dead_since is not None and now - dead_since >= DEAD_FOR_S:
             break
         time.sleep(POLL_S)
     return readings, events

@@ -24,6 +24,7 @@ from benchtrack.analysis.compare import (
     MetricSpec,
     RunNoise,
     RunStatistics,
+    Shift,
     Side,
     adjust_for_multiplicity,
     compare_metric,
@@ -35,6 +36,7 @@ from benchtrack.analysis.contention import descheduled, side_contention
 from benchtrack.analysis.features import HistoryRun, history_metrics
 from benchtrack.analysis.noise import (
     PairedChange,
+    choose_run_noise,
     suite_offset,
     suite_run_noise,
     suite_shift,
@@ -232,11 +234,27 @@ def test_a_baseline_that_agrees_with_its_history_is_pooled_with_it() -> None:
     assert (alone.ci_high - alone.ci_low) / (joined.ci_high - joined.ci_low) == pytest.approx(math.sqrt(2 / 1.1), rel=0.1)
 
 
-def test_a_baseline_apart_from_its_history_is_compared_on_its_own() -> None:
+def test_a_baseline_apart_from_its_history_must_be_beaten_against_both() -> None:
     rng = np.random.default_rng(29)
-    base, _, history, noise = pooled_case(rng, 1.15 * BASE_SECONDS)  # promoted long ago, or a run in a slow mode
-    assert pool_with_history(estimate_side(base, WALL_SPEC, log_scale=True).centre, history, 0.0, noise) is None
+    base, _, history, noise = pooled_case(rng, 1.3 * BASE_SECONDS)  # a run in a slow mode, or changed code
+    apart = pool_with_history(estimate_side(base, WALL_SPEC, log_scale=True).centre, history, 0.0, noise)
+    assert apart is not None
+    assert apart.apart
+    assert apart.centre == pytest.approx(float(np.mean([r.centre for r in history.runs])))  # the history's alone
     assert pool_with_history(0.0, history, 0.0, replace(noise, source="calibration")) is None
+    settings = ComparisonSettings()
+    # identical code back at the history's level: against the slow baseline alone it looks 23% faster
+    same = tight_side(rng, BASE_SECONDS)
+    alone = compare_metric("b", WALL_SPEC, base, same, settings, history, noise)
+    both = compare_metric("b", WALL_SPEC, base, same, settings, history, noise, pooled=apart)
+    assert alone.verdict == "improvement"
+    assert both.verdict != "improvement"
+    assert both.spread_source.endswith("+apart")
+    assert both.change == pytest.approx(alone.change)  # the estimate is still against the baseline run
+    # slower than the baseline and than the history: a regression either way
+    slower = compare_metric("b", WALL_SPEC, base, tight_side(rng, 1.6 * BASE_SECONDS), settings, history, noise,
+                            pooled=apart)
+    assert slower.verdict == "regression"
 
 
 def test_the_baseline_invocations_offset_from_its_history_is_the_median_gap() -> None:
@@ -437,3 +455,35 @@ def test_no_history_is_trusted_to_be_quieter_than_the_floor() -> None:
     assert RUN_NOISE_FLOOR == 0.02
     assert comparison.verdict != "regression"
     assert comparison.ci_low < 0 < comparison.ci_high
+
+
+def test_history_noise_is_widened_to_a_disturbed_pairs_suite_spread() -> None:
+    history = RunNoise(0.02**2, 8.0, "history")
+    calm = RunNoise(0.01**2, 15.0, "suite")
+    burst = RunNoise(0.12**2, 15.0, "suite")  # a third of the suite moved 10-37% in this pair
+    assert choose_run_noise(history, calm) == history
+    widened = choose_run_noise(history, burst)
+    assert widened is not None
+    assert widened.variance == burst.variance
+    assert widened.df == 10.0  # the suite's cap
+    assert widened.source == "history+suite"
+    # it is still the history's: one run's spread, pooled baselines, no within-run part added
+    rng = np.random.default_rng(31)
+    base, cand, past, _ = pooled_case(rng, BASE_SECONDS)
+    c = compare_metric("b", WALL_SPEC, base, cand, ComparisonSettings(), past, widened)
+    assert c.spread_source == "processes/history+suite"
+    assert c.run_noise_share == pytest.approx(1.0)
+
+
+def test_a_large_suite_shift_leaves_each_benchmarks_share_of_it_uncertain() -> None:
+    rng = np.random.default_rng(37)
+    base, cand = tight_side(rng, BASE_SECONDS), tight_side(rng, 1.5 * BASE_SECONDS)
+    noise = RunNoise(0.02**2, 8.0, "history")
+
+    def shifted(log_shift: float) -> float:
+        c = compare_metric("b", WALL_SPEC, base, cand, ComparisonSettings(), None, noise,
+                           Shift(log_shift, 0.0, math.inf, 16, 16))
+        return math.log1p(c.ci_high) - math.log1p(c.ci_low)
+
+    # a 40% slower machine: each benchmark's own answer to it is uncertain by half of it (noise from history)
+    assert shifted(math.log(1.4)) > 3 * shifted(0.0)

@@ -107,6 +107,7 @@ def test_threshold_precedence_benchmark_full_name_then_base_name_then_level_then
     assert config.thresholds_for(ci, "other", "other") == {
         "time": Thresholds(0.05, 0.10, 0.20), "memory": Thresholds(1.0, 2.0, 3.0, scale="absolute"),
         "gc": DEFAULT_THRESHOLDS["gc"],
+        "instructions": DEFAULT_THRESHOLDS["instructions"],
     }
     # a benchmark's base name beats the level, its full name beats its base name
     assert config.thresholds_for(ci, "roundtrip[size=10]", "roundtrip")["time"] == Thresholds(0.3, 0.6, 0.9)

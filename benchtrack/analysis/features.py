@@ -49,7 +49,7 @@ def metric_side(bench: BenchmarkResult, metric: str) -> Side | None:
 
 def contention(bench: BenchmarkResult, cpus: int) -> Contention:
     loads = bench.details.get("load") or []
-    return side_contention([s.values for s in bench.samples], [x for x in loads if isinstance(x, Mapping)], cpus)
+    return side_contention([s.values for s in bench.timed_samples], [x for x in loads if isinstance(x, Mapping)], cpus)
 
 
 def cpu_count(metadata: Mapping[str, str]) -> int:
@@ -121,7 +121,7 @@ class HistoryRun:
 
 def loops_of(bench: BenchmarkResult) -> str:
     """The loop counts of a run, as the store records them (a param)."""
-    return ",".join(str(n) for n in sorted({s.loops for s in bench.samples})) or "0"
+    return ",".join(str(n) for n in sorted({s.loops for s in bench.timed_samples})) or "0"
 
 
 def process_low_quantiles(bench: BenchmarkResult, metric: str) -> dict[int, float]:

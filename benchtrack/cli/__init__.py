@@ -53,6 +53,11 @@ CalibrationOption = Annotated[
     typer.Option("--calibration", help="A/A calibration (benchtrack.calibration/1) for the noise between runs "
                                         "(default: .benchtrack/calibration/<fingerprint>.json if present)."),
 ]
+InstructionsOption = Annotated[
+    bool,
+    typer.Option("--instructions", help="Also count instructions per operation of every timed benchmark, under valgrind "
+                                        "(deterministic whatever the load; blind to I/O waits, cache misses, parallelism)."),
+]
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", help="table for people, json for machines (stdout holds only the JSON).")
 ]
@@ -97,6 +102,7 @@ def run_command(
         typer.Option("--baseline", help="Compare with baseline snapshots (baselines/*.json, repeatable), not the store's."),
     ] = None,
     calibration_file: CalibrationOption = None,
+    instructions: InstructionsOption = False,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Run a benchmark folder at a level, log every run to MLflow, and judge it against its baselines.
@@ -108,12 +114,13 @@ def run_command(
     from benchtrack.cli.render import invocation_document, print_json, print_run_table
     from benchtrack.cli.verdict_render import compare_document, print_memory_checks, print_verdicts
     from benchtrack.probes.environment import busy_machine_warnings, collect_metadata
+    from benchtrack.probes.instructions import find_valgrind
     from benchtrack.results import dumps_results
     from benchtrack.session import RunOptions, Session, prepare
     from benchtrack.tracking.uri import resolve_tracking_uri
 
     options = RunOptions(folder=folder, level=level, only=tuple(benchmark or ()), processes=processes,
-                         samples=samples, peak_probe=peak_probe.value)
+                         samples=samples, peak_probe=peak_probe.value, instructions=instructions)
     discovery, config, chosen_level, plans = prepare(options)
     snapshots = [_load_snapshot(path) for path in baseline or ()]
     if options.only and not plans:
@@ -122,10 +129,13 @@ def run_command(
     store = _open_store(uri) if uri else None
     metadata = collect_metadata(folder)
     stderr = Console(stderr=True)
-    calibration = _calibration(calibration_file, metadata, config.calibration_max_age_s)
+    calibration = _calibration(calibration_file, metadata, config.calibration_max_age_s, store)
     for warning in busy_machine_warnings():
         stderr.print(f"benchtrack: warning: {warning}; samples taken while descheduled are flagged and wall-time "
                      "verdicts are checked against CPU time", highlight=False, markup=False, soft_wrap=True)
+    if chosen_level.instructions and find_valgrind() is None:
+        stderr.print(f"benchtrack: warning: level {chosen_level.name} counts instructions, but valgrind is not installed: "
+                     "no instruction counts this run", highlight=False, markup=False, soft_wrap=True)
     for error in discovery.errors if stderr.is_terminal else ():  # repeated in the summary; once is enough in logs
         stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False, markup=False)
     total = sum(item.processes for plan in plans for item in plan.items)
@@ -188,14 +198,15 @@ def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list
     return judge(invocation, config, level, store, source, registry, calibration)
 
 
-def _calibration(path: Path | None, metadata: dict[str, str], max_age_s: float) -> Any:
+def _calibration(path: Path | None, metadata: dict[str, str], max_age_s: float, store: Any = None) -> Any:
     """The A/A calibration named, else the one `benchtrack calibrate` stored for this machine
     fingerprint when it is younger than max_age_s, else None."""
     from benchtrack.verdicts.calibration import find_calibration, load_calibration
 
     if path is not None:
         return load_calibration(path)
-    return find_calibration(metadata.get("benchtrack.machine.fingerprint", ""), Path.cwd(), max_age_s)
+    return find_calibration(metadata.get("benchtrack.machine.fingerprint", ""), Path.cwd(), max_age_s,
+                            store.latest_calibration if store is not None else None)
 
 
 def _run_exit_code(invocation: Any, stderr: Console) -> int:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from benchtrack.errors import BenchtrackError
 from benchtrack.probes.environment import advisories, git_info
+from benchtrack.probes.instructions import find_valgrind
 from benchtrack.probes.memory import KernelHighWaterMark
 
 REQUIRED_DISTRIBUTIONS = ("mlflow", "typer", "psutil", "numpy", "rich")
@@ -21,6 +22,7 @@ def run_checks(tracking_uri: str | None) -> dict[str, Any]:
     checks = [_distribution(name) for name in REQUIRED_DISTRIBUTIONS]
     checks.append(_store(tracking_uri))
     checks.append(_git())
+    checks.append(_valgrind())
     checks.append({
         "check": "peak-rss",
         "status": "ok",
@@ -64,6 +66,14 @@ def _git() -> dict[str, Any]:
         return {"check": "git", "status": "warning", "detail": "not in a git work tree with commits: runs carry no commit"}
     dirty = " (uncommitted changes: runs are tagged dirty)" if info.dirty else ""
     return {"check": "git", "status": "ok", "detail": f"{info.branch or 'detached'} @ {info.commit[:12]}{dirty}"}
+
+
+def _valgrind() -> dict[str, Any]:
+    found = find_valgrind()
+    if found is None:
+        return {"check": "instruction counts", "status": "warning",
+                "detail": "valgrind not found: --instructions unavailable (Debian: apt-get install valgrind)"}
+    return {"check": "instruction counts", "status": "ok", "detail": f"valgrind at {found} (--instructions)"}
 
 
 def print_checks(document: dict[str, Any], console: Console) -> None:

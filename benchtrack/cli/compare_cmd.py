@@ -22,6 +22,7 @@ from benchtrack.cli import (
     EXIT_USAGE,
     CalibrationOption,
     FormatOption,
+    InstructionsOption,
     OutputFormat,
     TrackingUriOption,
     _calibration,
@@ -69,6 +70,16 @@ class _LazyStore:
         return self.store
 
 
+class _StoredCalibrations:
+    """latest_calibration of a store opened only when asked."""
+
+    def __init__(self, lazy: _LazyStore) -> None:
+        self._lazy = lazy
+
+    def latest_calibration(self, fingerprint: str) -> str | None:
+        return self._lazy().latest_calibration(fingerprint)
+
+
 @app.command("compare")
 @maps_errors
 def compare_command(
@@ -101,6 +112,11 @@ def compare_command(
         typer.Option("--seed", help="With --rerun: seed of the order of the sides in each round (default: a fresh one, "
                                     "reported in the JSON)."),
     ] = None,
+    instructions: InstructionsOption = False,
+    duet: Annotated[
+        bool, typer.Option("--duet", help="With --rerun: run both sides at once, each pinned to its own CPU, round after "
+                                          "round (levels file: [rerun] mode).")
+    ] = False,
 ) -> None:
     """Compare two runs: files (benchtrack, pytest-benchmark, pyperf, baseline snapshots), run ids or git refs.
 
@@ -114,8 +130,9 @@ def compare_command(
     """
     from benchtrack.cli.render import print_json
     from benchtrack.cli.verdict_render import compare_document, print_verdicts
-    from benchtrack.config import select_level
+    from benchtrack.config import ALL_BENCHMARKS, select_level
     from benchtrack.probes.environment import machine_fingerprint
+    from benchtrack.probes.instructions import find_valgrind
     from benchtrack.verdicts.operands import compare_operands, resolve
 
     config = load_cli_config(levels_file)
@@ -124,6 +141,16 @@ def compare_command(
         if fail_on not in ("minor", "major", "critical", "none"):
             raise UsageError(f"--fail-on must be minor, major, critical or none, got {fail_on!r}")
         chosen = replace(chosen, fail_on=fail_on)
+    if duet and not rerun:
+        raise UsageError("--duet is a way of measuring: it goes with --rerun")
+    if duet:
+        config = replace(config, rerun=replace(config.rerun, mode="duet"))
+    if instructions and not rerun:
+        raise UsageError("--instructions measures: it goes with --rerun (stored runs keep the counts they were measured with)")
+    if instructions:
+        if find_valgrind() is None:
+            raise UsageError("--instructions counts under valgrind, which is not installed (Debian: apt-get install valgrind)")
+        chosen = replace(chosen, instructions=(ALL_BENCHMARKS,))
     if rerun:
         _compare_rerun(baseline, candidate, folder, tuple(benchmark or ()), config, chosen, tracking_uri,
                        secrets.randbelow(2**31) if seed is None else seed, output_format)
@@ -134,8 +161,10 @@ def compare_command(
     left = resolve(baseline, lazy, fingerprint, Path.cwd())
     right = resolve(candidate, lazy, fingerprint, Path.cwd())
     base, cand = _select(left.benchmarks(), right.benchmarks(), tuple(benchmark or ()), allow_missing, baseline, candidate)
-    report = compare_operands(left, right, base, cand, config, chosen, lazy if lazy.available(tracking_uri) else None,
-                              _calibration(calibration_file, right.metadata or left.metadata, config.calibration_max_age_s))
+    store = lazy if lazy.available(tracking_uri) else None
+    calibration = _calibration(calibration_file, right.metadata or left.metadata, config.calibration_max_age_s,
+                               _StoredCalibrations(lazy) if store else None)
+    report = compare_operands(left, right, base, cand, config, chosen, store, calibration)
     if output_format is OutputFormat.json:
         print_json(compare_document(report, chosen, baseline, candidate))
     else:
@@ -164,7 +193,7 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     if output_format is OutputFormat.json:
         document = compare_document(outcome.report, level, outcome.labels[0], outcome.labels[1])
         document["rerun"] = {
-            "id": outcome.comparison_id, "mode": "interleaved", "seed": measured.seed,
+            "id": outcome.comparison_id, "mode": config.rerun.mode, "seed": measured.seed,
             "rounds": dict(measured.rounds), "stopped": dict(measured.stopped),
             "first_side": {name: list(order) for name, order in measured.order.items()},
             "file_errors": list(outcome.file_errors),
@@ -174,7 +203,7 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
         }
         print_json(document)
     else:
-        title = f"{outcome.labels[0]} -> {outcome.labels[1]}, measured side by side (interleaved rounds)"
+        title = f"{outcome.labels[0]} -> {outcome.labels[1]}, measured side by side ({config.rerun.mode} rounds)"
         print_verdicts(outcome.report, level, _stdout_console(), title)
         rounds = ", ".join(f"{name} {measured.rounds[name]} ({why})" for name, why in sorted(measured.stopped.items()))
         stderr.print(f"rounds per benchmark: {rounds}", highlight=False, markup=False, soft_wrap=True)
@@ -192,6 +221,22 @@ def _compare_rerun(baseline: str, candidate: str | None, folder: Path, only: tup
     if outcome.file_errors:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_FAILED if outcome.report.failing(level) or outcome.failed else EXIT_OK)
+
+
+def _store_calibration(uri: str, calibration: Any, stderr: Console) -> str | None:
+    """Log the calibration to the tracking store beside the file; a store that fails loses nothing."""
+    import json
+
+    from benchtrack.errors import BenchtrackError
+    from benchtrack.verdicts.calibration import calibration_to_dict
+
+    try:
+        return str(_open_store(uri).log_calibration(calibration.fingerprint, calibration.created_at,
+                                                    json.dumps(calibration_to_dict(calibration), indent=1)))
+    except BenchtrackError as exc:
+        stderr.print(f"benchtrack: warning: calibration not logged to {uri} ({exc}); the file holds it",
+                     highlight=False, markup=False, soft_wrap=True)
+        return None
 
 
 @contextlib.contextmanager
@@ -487,9 +532,10 @@ def calibrate_command(
     if not calibration.noise:
         raise UsageError("nothing to calibrate: no benchmark ran on both sides")
     path = save_calibration(calibration, Path.cwd())
+    stored_as = _store_calibration(uri, calibration, stderr)
     if output_format is OutputFormat.json:
         print_json({**calibration_to_dict(calibration), "path": str(path), "level": chosen.name, "rounds": rounds,
-                    "rerun_id": outcome.comparison_id})
+                    "rerun_id": outcome.comparison_id, "tracking_uri": uri, "calibration_run_id": stored_as})
     else:
         table = Table(title=f"noise between invocations at {chosen.name} ({chosen.processes} processes), "
                             f"{fingerprint}")
@@ -498,6 +544,7 @@ def calibrate_command(
         for (name, metric), noise in sorted(calibration.noise.items()):
             table.add_row(escape(name), metric, f"{math.sqrt(noise.variance):.1%}", f"{noise.df:g}")
         _stdout_console().print(table)
-        stderr.print(f"calibration written to {path} (used for {config.calibration_max_age_s / 86400:g} days)",
+        where = f"{path} and {uri} (run {stored_as})" if stored_as else str(path)
+        stderr.print(f"calibration written to {where} (used for {config.calibration_max_age_s / 86400:g} days)",
                      highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_OK)

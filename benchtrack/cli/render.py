@@ -47,7 +47,7 @@ def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dic
                 "status": "ok" if bench.ok else "failed",
                 "error": bench.error,
                 "run_id": outcome.child_run_ids.get(bench.name),
-                "samples": len(bench.samples),
+                "samples": len(bench.timed_samples),
                 "processes": bench.process_count,
                 "summary": metric_summaries(bench) if bench.samples else {},
                 "contention": contention(bench, cpu_count(outcome.result.metadata)).as_dict(),
@@ -105,6 +105,31 @@ def print_run_table(invocation: Invocation, console: Console) -> None:
     tracked = [b for s in invocation.suites for b in s.result.benchmarks if b.ok and b.kind == "track"]
     if tracked:
         console.print(_tracked_table(tracked))
+    counted = [b for s in invocation.suites for b in s.result.benchmarks
+               if b.series(r.INSTRUCTIONS) or b.details.get("instructions_error")]
+    if counted:
+        console.print(_instructions_table(counted))
+
+
+def _instructions_table(benches: list[BenchmarkResult]) -> Table:
+    """Instructions per operation beside wall time: each shows what the other cannot."""
+    table = Table(title="instructions per operation (valgrind; deterministic, but blind to I/O waits, "
+                        "cache misses and parallelism: read it beside wall time, never for it)")
+    for column, justify in (("benchmark", "left"), ("instructions/op", "right"), ("spread", "right"),
+                            ("wall/op", "right"), ("note", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for bench in benches:
+        counts, walls = bench.series(r.INSTRUCTIONS), bench.series(r.WALL)
+        error = str(bench.details.get("instructions_error") or "")
+        if not counts:
+            table.add_row(escape(bench.name), "-", "-", format_seconds(summarize(walls).median) if walls else "-",
+                          f"[yellow]{escape(error)}[/]")
+            continue
+        stats = summarize(counts)
+        spread = (stats.max - stats.min) / stats.median if stats.median else 0.0
+        table.add_row(escape(bench.name), f"{stats.median:,.0f}", f"{spread:.2%}",
+                      format_seconds(summarize(walls).median) if walls else "-", "")
+    return table
 
 
 def _tracked_table(benches: list[BenchmarkResult]) -> Table:
@@ -139,7 +164,7 @@ def _row_cells(bench: BenchmarkResult, cpus: int) -> list[str]:
     if not bench.samples:
         return ["-", "-", "-", "-", "0", "-", "-", "-", status]
     wall = summarize(bench.series(r.WALL))
-    processes = [s.process for s in bench.samples]
+    processes = [s.process for s in bench.timed_samples]
     peak = max(bench.series(r.RSS_PEAK))
     memory = bench.series(r.TRACEMALLOC_PEAK)
     peak_text = format_bytes(peak) + (f" (traced {format_bytes(max(memory))})" if memory else "")
@@ -148,7 +173,7 @@ def _row_cells(bench: BenchmarkResult, cpus: int) -> list[str]:
         format_seconds(wall.iqr),
         format_seconds(wall.min),
         f"{between_process_cv(bench.series(r.WALL), processes):.1%}",
-        f"{len(bench.samples) // max(bench.process_count, 1)}x{bench.process_count}",
+        f"{len(bench.timed_samples) // max(bench.process_count, 1)}x{bench.process_count}",
         peak_text,
         format_seconds(summarize(bench.series(r.GC_PAUSE)).mean),
         _contention_cell(contention(bench, cpus)),

@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benchtrack import results as r
 from benchtrack.analysis.compare import Comparison
 from benchtrack.cli.render import format_bytes, format_seconds
 from benchtrack.config import Level
+from benchtrack.probes.instructions import BLIND_SPOTS
 from benchtrack.verdicts import PromotionDecision, Report
 from benchtrack.verdicts.judging import MemoryCheck
 
@@ -48,6 +50,7 @@ def compare_document(report: Report, level: Level, baseline: str, candidate: str
         "undecided": [{"benchmark": c.benchmark, "metric": c.metric, "change": c.change, "ci_low": c.ci_low,
                        "ci_high": c.ci_high} for c in report.undecided(level)],
         "summary": {**report.counts(), "failed": bool(failing)},
+        **({"instructions_blind_spots": BLIND_SPOTS} if any(c.metric == r.INSTRUCTIONS for c in report.comparisons) else {}),
     }
 
 
@@ -81,12 +84,14 @@ def _value(metric: str, value: float) -> str:
         return format_bytes(value)
     if metric.endswith("_s"):
         return format_seconds(value)
+    if metric == r.INSTRUCTIONS:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 
 def _shown(c: Comparison) -> bool:
     """Every benchmark's wall time; other metrics only when they moved."""
-    return c.metric == "wall_s" or c.verdict in ("regression", "improvement") or c.undecided_slowdown
+    return c.metric in ("wall_s", r.INSTRUCTIONS) or c.verdict in ("regression", "improvement") or c.undecided_slowdown
 
 
 def print_verdicts(report: Report, level: Level, console: Console, title: str,
@@ -120,6 +125,8 @@ def print_verdicts(report: Report, level: Level, console: Console, title: str,
 
 
 def _print_notes(report: Report, console: Console, promotions: Mapping[str, PromotionDecision] | None) -> None:
+    if any(c.metric == r.INSTRUCTIONS for c in report.comparisons):
+        console.print(escape(BLIND_SPOTS), highlight=False)
     for shift in report.shifts:
         if shift.worth_a_line:
             console.print(f"[yellow]{escape(shift.describe())}[/]", highlight=False)

@@ -9,11 +9,12 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,20 @@ from benchtrack import results as r
 from benchtrack.analysis.leaks import LeakThresholds, detect_leak
 from benchtrack.analysis.stats import summarize
 from benchtrack.config import Level
+from benchtrack.probes.instructions import (
+    CountingPlan,
+    InstructionCountError,
+    find_valgrind,
+    loops_for,
+    part_totals,
+    per_operation,
+)
 from benchtrack.results import BenchmarkResult, RunResult, Sample
 from benchtrack.runner.worker import WorkerRequest
 from benchtrack.suite import LEAK_BATCHES, BenchmarkFile, BenchmarkInstance, Suite
 
 _STDERR_TAIL = 400
+INSTRUCTIONS_EXTRA_TIMEOUT_S = 300.0  # callgrind runs 30-60x slower than the timed worker
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class ItemState:
         self.replies: list[dict[str, Any]] = []
         self.loops: int | None = None
         self.error: str | None = None
+        self.instruction_error: str | None = None
 
     def add(self, reply: dict[str, Any]) -> None:
         self.replies.append(reply)
@@ -108,8 +119,10 @@ class Runner:
         on_progress: Callable[[Progress], None] = lambda _: None,
         environment: Mapping[str, str] | None = None,
         leak_thresholds: LeakThresholds | None = None,
+        instructions: Callable[[PlanItem], bool] = lambda _: False,
     ) -> None:
         self._leak_thresholds = leak_thresholds or LeakThresholds()
+        self._instructions = instructions
         self._python = python
         self._peak_probe = peak_probe
         self._on_progress = on_progress
@@ -135,6 +148,8 @@ class Runner:
                 state.add(reply)
                 self._on_progress(Progress(state.item, process, state.error))
                 if state.error or process + 1 >= state.item.processes:
+                    if self.wants_instructions(state):
+                        self.add_instruction_counts(state, loops_for(median_seconds(state.samples)))
                     finished[position] = self.result(state)
                     on_result(finished[position])
         results = tuple(finished[i] for i in range(len(states)))
@@ -147,6 +162,8 @@ class Runner:
         item, samples, error = state.item, state.samples, state.error
         spec = item.instance.spec
         details: dict[str, Any] = {"gc": gc_details(state.replies), "load": load_details(state.replies)}
+        if state.instruction_error:
+            details["instructions_error"] = state.instruction_error
         if spec.kind == "leak" and samples:
             details["leak"] = leak_details(samples, self._leak_thresholds)
             if details["leak"]["detected"] and not error:
@@ -157,56 +174,134 @@ class Runner:
             error=error, warmups=item.warmups, probes=state.probes, targets=spec.targets, details=details,
         )
 
+    def wants_instructions(self, state: ItemState) -> bool:
+        """Timed benchmarks the level (or --instructions) selects, that ran without error."""
+        return state.item.instance.spec.kind == "time" and not state.error and bool(state.samples) and \
+            self._instructions(state.item)
+
+    def add_instruction_counts(self, state: ItemState, loops: int) -> None:
+        """One more worker process, under callgrind, whose parts give the instructions per
+        operation of each sample (probes.instructions); a failure to count is noted on the
+        benchmark, never a failure of it."""
+        item = state.item
+        valgrind = find_valgrind()
+        if valgrind is None:
+            state.instruction_error = "valgrind is not installed (Debian: apt-get install valgrind)"
+            return
+        with tempfile.TemporaryDirectory(prefix="benchtrack-callgrind-") as tmp:
+            plan = CountingPlan(valgrind, Path(tmp, "callgrind.out"))
+            reply = self.spawn(item, 0, loops, mode="instructions", wrap=plan.command,
+                               environment=plan.environment(self._environment),
+                               timeout=item.timeout + INSTRUCTIONS_EXTRA_TIMEOUT_S)
+            if reply.get("error"):
+                state.instruction_error = f"instruction count: {reply['error']}"
+                return
+            try:
+                counts = per_operation(part_totals(plan.out_prefix), item.samples, loops)
+            except (InstructionCountError, OSError) as exc:
+                state.instruction_error = f"instruction count: {exc}"
+                return
+        process = 1 + max(s.process for s in state.samples)  # after the timed processes (or rounds)
+        state.samples.extend(Sample(process=process, index=i, loops=loops, values={r.INSTRUCTIONS: count})
+                             for i, count in enumerate(counts))
+        state.probes["instructions"] = "callgrind"
+
     def _attribute(self, item: PlanItem) -> dict[str, Any]:
         reply = self.spawn(item, item.processes, None, mode="attribute")
         if reply.get("error"):
             return {"error": reply["error"]}
         return dict(reply.get("details", {}))
 
-    def spawn(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure") -> dict[str, Any]:
-        """One worker process of ``item``; its reply (samples, or an error line)."""
+    def spawn(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure",
+              wrap: Callable[[list[str]], list[str]] = list, environment: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
+        """One worker process of ``item``; its reply (samples, or an error line). ``wrap``: the
+        command that starts the worker (callgrind around it, for instruction counts)."""
+        return run_together([self.launch(item, process, loops, mode, wrap, environment, timeout)])[0]
+
+    def launch(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure",
+               wrap: Callable[[list[str]], list[str]] = list, environment: Mapping[str, str] | None = None,
+               timeout: float | None = None, cpus: frozenset[int] | None = None) -> Launch:
+        """What starts one worker process (run_together starts it); ``cpus``: pin it to these CPUs."""
         request = WorkerRequest(
             file=str(item.file.path), name=item.name, process=process, samples=item.samples,
             warmups=item.warmups, min_sample_time=item.min_sample_time, loops=loops,
             peak_probe=self._peak_probe, mode=mode,
         )
-        with tempfile.TemporaryDirectory(prefix="benchtrack-") as tmp:
-            request_path, reply_path = Path(tmp, "request.json"), Path(tmp, "reply.json")
-            request_path.write_text(json.dumps(asdict(request)), encoding="utf-8")
-            command = [self._python, "-m", "benchtrack.runner.worker", str(request_path), str(reply_path)]
-            outcome = _run_with_timeout(command, item.timeout, self._environment, item.file.path.parent)
-            if outcome is not None:
-                return {"samples": [], "error": outcome, "loops": loops}
-            try:
-                return dict(json.loads(reply_path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                return {"samples": [], "error": "worker process wrote no result", "loops": loops}
+        return Launch(request, wrap, self._python, dict(environment or self._environment), item.file.path.parent,
+                      timeout or item.timeout, cpus)
 
 
-def _run_with_timeout(command: list[str], timeout: float, environment: Mapping[str, str], cwd: Path) -> str | None:
-    """Run a worker in its own session so a timeout kills every process it started.
-    Returns an error line, or None on a clean exit."""
-    process = subprocess.Popen(
-        command, cwd=cwd, env=dict(environment), stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
+@dataclass(frozen=True)
+class Launch:
+    request: WorkerRequest
+    wrap: Callable[[list[str]], list[str]]
+    python: str
+    environment: Mapping[str, str]
+    cwd: Path
+    timeout: float
+    cpus: frozenset[int] | None = None
+
+
+def run_together(launches: Sequence[Launch]) -> list[dict[str, Any]]:
+    """Start every worker at once (each in its own session, stderr to a file so no pipe can
+    stall one while the other is read), wait for all, and return their replies in order. A
+    timeout kills that worker; Ctrl-C or SIGTERM kills them all."""
+    with contextlib.ExitStack() as stack:
+        folders = [Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="benchtrack-"))) for _ in launches]
+        started = []
+        try:
+            for launch, folder in zip(launches, folders, strict=True):
+                started.append(_start(launch, folder))
+            began = time.monotonic()
+            outcomes = [_wait(process, launch.timeout, launch.timeout - (time.monotonic() - began), folder)
+                        for process, launch, folder in zip(started, launches, folders, strict=True)]
+        except BaseException:
+            for process in started:
+                _kill_group(process)
+            raise
+        return [_reply(outcome, folder, launch) for outcome, folder, launch in zip(outcomes, folders, launches, strict=True)]
+
+
+def _start(launch: Launch, folder: Path) -> subprocess.Popen[bytes]:
+    (folder / "request.json").write_text(json.dumps(asdict(launch.request)), encoding="utf-8")
+    command = launch.wrap([launch.python, "-m", "benchtrack.runner.worker", str(folder / "request.json"),
+                           str(folder / "reply.json")])
+    cpus = launch.cpus
+    with open(folder / "stderr.txt", "wb") as stderr:
+        return subprocess.Popen(
+            command, cwd=launch.cwd, env=dict(launch.environment), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509 - affinity only
+        )
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float, remaining: float, folder: Path) -> str | None:
+    """None on a clean exit, else an error line."""
     try:
-        _, stderr = process.communicate(timeout=timeout)
+        process.wait(timeout=max(remaining, 0.0))
     except subprocess.TimeoutExpired:
         _kill_group(process)
         return f"timed out after {timeout:g} s"
-    except BaseException:
-        _kill_group(process)  # Ctrl-C or SIGTERM: the worker runs in its own session, so it goes too
-        raise
     if process.returncode != 0:
-        return _describe_exit(process.returncode, stderr.decode("utf-8", "replace"))
+        return _describe_exit(process.returncode, (folder / "stderr.txt").read_text(encoding="utf-8", errors="replace"))
     return None
+
+
+def _reply(outcome: str | None, folder: Path, launch: Launch) -> dict[str, Any]:
+    loops = launch.request.loops
+    if outcome is not None:
+        return {"samples": [], "error": outcome, "loops": loops}
+    try:
+        return dict(json.loads((folder / "reply.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {"samples": [], "error": "worker process wrote no result", "loops": loops}
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    process.communicate()
+    process.wait()
 
 
 def _describe_exit(returncode: int, stderr: str) -> str:
@@ -261,6 +356,12 @@ def leak_details(samples: list[Sample], thresholds: LeakThresholds) -> dict[str,
         "processes": len(verdicts),
         "reasons": list(middle.reasons),
     }
+
+
+def median_seconds(samples: list[Sample]) -> float | None:
+    """Median wall seconds per operation of the timed samples (None when there are none)."""
+    walls = [s.values[r.WALL] for s in samples if r.WALL in s.values]
+    return statistics.median(walls) if walls else None
 
 
 def _finite_or_none(value: float | None) -> float | None:

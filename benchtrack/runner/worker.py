@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchtrack import results as r
+from benchtrack.probes import instructions
 from benchtrack.probes.contention import MachineLoad
 from benchtrack.probes.gc_probe import GcProbe
 from benchtrack.probes.memory import PeakRssProbe, current_rss, current_uss, make_peak_probe
@@ -39,7 +40,7 @@ class WorkerRequest:
     loops: int | None = None
     uss: bool = False
     peak_probe: str = "auto"
-    mode: str = "measure"  # or "attribute": find what a leaking benchmark keeps
+    mode: str = "measure"  # "attribute": find what a leaking benchmark keeps; "instructions": parts for callgrind
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
     instance = find_instance(Path(request.file), request.name)
     if request.mode == "attribute":
         return attribute_leak(instance, request)
+    if request.mode == "instructions":
+        return instruction_parts(instance, request)
     kind = instance.spec.kind
     peak = make_peak_probe(request.peak_probe)
     probes = {"peak_rss": peak.name, "tracemalloc": "separate-call" if kind == "memory" else "off"}
@@ -234,6 +237,30 @@ def _sampler(taker: SampleTaker, instance: BenchmarkInstance, request: WorkerReq
         return operations, lambda: taker.leak_batch(operations, next(batches) * operations, started)
     loops = request.loops or calibrate_loops(call, request.min_sample_time)
     return loops, functools.partial(taker.timed, loops)
+
+
+def instruction_parts(instance: BenchmarkInstance, request: WorkerRequest) -> WorkerReply:
+    """Run under callgrind (probes.instructions): warm up, then one empty part and one part of
+    ``loops`` operations per sample, each between two marks. Nothing is timed; the counts are
+    in callgrind's files."""
+    loops = request.loops or 1
+    call, teardown = bind_call(instance)
+    try:
+        for _ in range(max(request.warmups, 1)):
+            for _ in range(loops):
+                call()
+        iterations = range(loops)
+        instructions.mark()
+        instructions.mark()
+        for _ in range(request.samples):
+            for _ in iterations:
+                call()
+            instructions.mark()
+    except Exception as exc:  # noqa: BLE001 - reported as the count's error
+        return WorkerReply(loops, [], {}, describe_exception(exc))
+    finally:
+        teardown()
+    return WorkerReply(loops, [], {"instructions": "callgrind"}, None, {"parts": request.samples})
 
 
 ATTRIBUTION_TOP = 10

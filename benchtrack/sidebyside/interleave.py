@@ -7,6 +7,12 @@ benchmark, then round 1 in reverse order...), as `run` does with processes, so a
 the machine touches several benchmarks' rounds, and both sides of each. After each planned look
 (analysis.paired.looks) a benchmark whose verdict is decided stops; every benchmark stops at the
 maximum number of rounds or when the time budget is spent.
+
+Duet mode (Bulej et al., "Duet Benchmarking", ICPE 2020): after the first round has calibrated
+the loop count, the two sides of a round run at the same time, each pinned to its own CPU, the
+CPUs swapped every round; interference that arrives then hits both at once, and the pairing
+takes it out. Instruction counts, when asked for, are taken after the rounds, with the same
+operations per counted part on both sides.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from pathlib import Path
 
 from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import Level, RerunSettings
+from benchtrack.probes.instructions import loops_for
 from benchtrack.results import BenchmarkResult, RunResult
-from benchtrack.runner.runner import ItemState, Plan, Progress, Runner, make_plan
+from benchtrack.runner.runner import ItemState, Plan, PlanItem, Progress, Runner, make_plan, median_seconds, run_together
 from benchtrack.sidebyside.worktrees import Checkout
 from benchtrack.suite import FileError, discover
 
@@ -102,17 +109,27 @@ def side_plan(checkout: Checkout, folder: Path, level: Level, only: tuple[str, .
 Decide = Callable[[str, BenchmarkResult, BenchmarkResult], bool]
 
 
+def duet_cores() -> tuple[int, int]:
+    """Two CPUs this process may run on, one per side of a duet."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise ValueError(f"duet mode runs both sides at once on two CPUs; this process may use {len(allowed)}")
+    return allowed[0], allowed[1]
+
+
 class InterleavedRunner:
     def __init__(self, sides: tuple[SidePlan, SidePlan], settings: RerunSettings, seed: int,
                  on_progress: Callable[[Progress], None] = lambda _: None,
                  clock: Callable[[], float] = time.monotonic, peak_probe: str = "auto",
-                 leak_thresholds: LeakThresholds | None = None) -> None:
+                 leak_thresholds: LeakThresholds | None = None,
+                 instructions: Callable[[PlanItem], bool] = lambda _: False, duet: bool = False) -> None:
         self._sides = sides
+        self._cores = duet_cores() if duet else None
         self._settings = settings
         self._seed = seed
         self._clock = clock
         self._runners = tuple(Runner(peak_probe=peak_probe, on_progress=on_progress, environment=s.environment,
-                                     leak_thresholds=leak_thresholds) for s in sides)
+                                     leak_thresholds=leak_thresholds, instructions=instructions) for s in sides)
 
     def run(self, metadata: tuple[Mapping[str, str], Mapping[str, str]], decide: Decide,
             looks: Sequence[int]) -> Interleaved:
@@ -148,6 +165,7 @@ class InterleavedRunner:
                         stopped[name] = "decided"
         for name in names:
             stopped.setdefault(name, "max rounds")
+            self._count_instructions(states[name])
         finished = time.time()
         results = {name: self._results(states[name]) for name in names}
         sides = tuple(
@@ -161,12 +179,28 @@ class InterleavedRunner:
 
     def _round(self, states: tuple[ItemState, ItemState], index: int, first: int) -> None:
         """One worker process per side, ``first`` side first; the loop count of the very first
-        process is shared by both sides for every later one."""
+        process is shared by both sides for every later one. In duet mode, once the loop count
+        is known, both sides run at the same time, each pinned to its own CPU, the CPUs swapped
+        every round, so both meet the same interference at the same moment."""
+        loops = states[0].loops or states[1].loops
+        if self._cores is not None and loops is not None:
+            cores = self._cores if index % 2 == 0 else self._cores[::-1]
+            launches = [self._runners[p].launch(states[p].item, index, loops, cpus=frozenset({cores[p]})) for p in (0, 1)]
+            for state, reply in zip(states, run_together(launches), strict=True):
+                state.add(reply)
+            return
         for position in (first, 1 - first):
             state = states[position]
-            loops = states[0].loops or states[1].loops
-            reply = self._runners[position].spawn(state.item, index, loops)
+            reply = self._runners[position].spawn(state.item, index, states[0].loops or states[1].loops)
             state.add(reply)
+
+    def _count_instructions(self, states: tuple[ItemState, ItemState]) -> None:
+        """Both sides' instructions per operation, with the same operations per counted part."""
+        if not all(runner.wants_instructions(state) for runner, state in zip(self._runners, states, strict=True)):
+            return
+        loops = loops_for(median_seconds(states[0].samples))
+        for runner, state in zip(self._runners, states, strict=True):
+            runner.add_instruction_counts(state, loops)
 
     def _results(self, states: tuple[ItemState, ItemState]) -> tuple[BenchmarkResult, BenchmarkResult]:
         return self._runners[0].result(states[0]), self._runners[1].result(states[1])

@@ -60,9 +60,15 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
         sides = (_plan(base_checkout, folder_in_repo, level, only, config),
                  _plan(cand_checkout, folder_in_repo, level, only, config))
         _check_selection(sides, only)
+        mode = config.rerun.mode
+        metadata = tuple(_metadata(side.checkout, name, comparison_id, mode) for side, name in zip(sides, SIDES, strict=True))
+        try:
+            runner = InterleavedRunner(sides, config.rerun, seed, on_progress, leak_thresholds=config.leak,
+                                       instructions=lambda item: level.counts_instructions(item.name, item.instance.spec.name),
+                                       duet=mode == "duet")
+        except ValueError as exc:  # duet mode on one CPU
+            raise UsageError(str(exc)) from None
         store = open_store() if open_store else None  # before measuring: an unreachable store is an input error
-        metadata = tuple(_metadata(side.checkout, name, comparison_id) for side, name in zip(sides, SIDES, strict=True))
-        runner = InterleavedRunner(sides, config.rerun, seed, on_progress, leak_thresholds=config.leak)
         tests = 2 * len({i.name for i in sides[0].plan.items} & {i.name for i in sides[1].plan.items})
 
         def settled(name: str, base: BenchmarkResult, cand: BenchmarkResult) -> bool:
@@ -79,7 +85,7 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
     session = Session(store, {})
     outcomes, spool = session.log_measured([measured.baseline, measured.candidate], f"rerun-{comparison_id}")
     report = judge_interleaved(_by_name(measured.baseline.benchmarks), _by_name(measured.candidate.benchmarks),
-                               config, level, config.rerun.max_rounds, seed)
+                               config, level, config.rerun.max_rounds, seed, mode)
     names = [{i.name for i in side.plan.items} for side in sides]
     report = replace(report, only_in_baseline=tuple(sorted(names[0] - names[1])),
                      only_in_candidate=tuple(sorted(names[1] - names[0])))
@@ -115,10 +121,9 @@ def _check_selection(sides: tuple[SidePlan, SidePlan], only: tuple[str, ...]) ->
         raise UsageError("the two commits have no benchmark in common at this level")
 
 
-def _metadata(checkout: Checkout, side: str, comparison_id: str) -> Mapping[str, str]:
+def _metadata(checkout: Checkout, side: str, comparison_id: str, mode: str) -> Mapping[str, str]:
     found = collect_metadata(checkout.root)
-    return {**found, INVOCATION_KEY: uuid.uuid4().hex, COMPARISON_TAG: comparison_id, SIDE_TAG: side,
-            MODE_TAG: "interleaved"}
+    return {**found, INVOCATION_KEY: uuid.uuid4().hex, COMPARISON_TAG: comparison_id, SIDE_TAG: side, MODE_TAG: mode}
 
 
 def _by_name(benchmarks: tuple[BenchmarkResult, ...]) -> dict[str, BenchmarkResult]:

@@ -25,6 +25,9 @@ from benchtrack.session import RERUN_MODE_KEY
 from benchtrack.tracking.uri import ARTIFACTS_FOLDER, sqlite_path
 
 EXPERIMENT_PREFIX = "benchtrack/"
+CALIBRATION_EXPERIMENT = EXPERIMENT_PREFIX + "_calibration"  # "_": not a suite, never searched for history
+CALIBRATION_FINGERPRINT_TAG = "benchtrack.calibration.fingerprint"
+CALIBRATION_ARTIFACT = "calibration.json"
 RESULT_ARTIFACT = "benchtrack/result.json"
 PROCESS_METRIC = "process_index"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
@@ -308,6 +311,35 @@ class MlflowStore:
                 loops=run.data.params.get("loops", "")))
         return history
 
+    def log_calibration(self, fingerprint: str, created_at: float, document: str) -> str:
+        """An A/A calibration (benchtrack.calibration/1 JSON) as a run of its own experiment,
+        tagged with its machine fingerprint and date; history never reads that experiment."""
+        experiment_id = self.experiment_id_for(CALIBRATION_EXPERIMENT, folder="_calibration")
+        tags = {CALIBRATION_FINGERPRINT_TAG: fingerprint, "benchtrack.type": "calibration",
+                "benchtrack.calibration.created_at": f"{created_at:.0f}"}
+        with _translate_errors("cannot log the calibration"):
+            run = self._client.create_run(experiment_id, start_time=int(created_at * 1000), tags=tags,
+                                          run_name=f"calibration {fingerprint}")
+            log_artifact_files(run.info.artifact_uri, "", {CALIBRATION_ARTIFACT: document})
+            self._client.set_terminated(run.info.run_id, end_time=int(time.time() * 1000))
+        return str(run.info.run_id)
+
+    def latest_calibration(self, fingerprint: str) -> str | None:
+        """The newest calibration document stored for this fingerprint, or None."""
+        with _translate_errors("cannot read calibrations"):
+            experiment = self._client.get_experiment_by_name(CALIBRATION_EXPERIMENT)
+        if experiment is None:
+            return None
+        found = self._search([str(experiment.experiment_id)],
+                             f"tags.`{CALIBRATION_FINGERPRINT_TAG}` = '{fingerprint}'", max_results=1)
+        if not found:
+            return None
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with _translate_errors("cannot read the calibration"), tempfile.TemporaryDirectory() as tmp:
+            repository = get_artifact_repository(found[0].info.artifact_uri)  # this store's, not mlflow's global one
+            return Path(repository.download_artifacts(CALIBRATION_ARTIFACT, tmp)).read_text(encoding="utf-8")
+
     def _benchtrack_experiments(self) -> list[str]:
         with _translate_errors("cannot list experiments"):
             experiments = self._client.search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}%'")
@@ -343,7 +375,7 @@ def log_artifact_files(artifact_uri: str, folder: str, files: Mapping[str, str |
                 path.write_bytes(content.read_bytes())
             else:
                 path.write_text(content, encoding="utf-8")
-            repository.log_artifact(str(path), folder)
+            repository.log_artifact(str(path), folder or None)
 
 
 def sample_points(bench: BenchmarkResult, timestamp_ms: int) -> list[Point]:
@@ -361,7 +393,7 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
         for name, stats in metric_summaries(bench).items()
         for statistic, value in stats.items()
     }
-    metrics["samples"] = float(len(bench.samples))
+    metrics["samples"] = float(len(bench.timed_samples))
     if bench.samples:
         found = contention(bench, 0)
         metrics["contention.descheduled_fraction"] = found.descheduled_fraction
@@ -374,7 +406,7 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
 
 
 def _params(bench: BenchmarkResult, run: RunResult) -> dict[str, str]:
-    loops = sorted({s.loops for s in bench.samples})
+    loops = sorted({s.loops for s in bench.timed_samples})
     values = {
         **{f"param.{k}": v for k, v in bench.params.items()},
         "level": run.level,
@@ -388,9 +420,10 @@ def _params(bench: BenchmarkResult, run: RunResult) -> dict[str, str]:
 
 
 def _samples_per_process(bench: BenchmarkResult) -> int:
-    if not bench.samples:
+    timed = bench.timed_samples
+    if not timed:
         return 0
-    return max(sum(1 for s in bench.samples if s.process == p) for p in {s.process for s in bench.samples})
+    return max(sum(1 for s in timed if s.process == p) for p in {s.process for s in timed})
 
 
 def _single_benchmark_result(run: RunResult, bench: BenchmarkResult) -> RunResult:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,18 +43,21 @@ def calibration_path(fingerprint: str, root: Path) -> Path:
     return root / CALIBRATION_FOLDER / f"{fingerprint}.json"
 
 
-def find_calibration(fingerprint: str, root: Path, max_age_s: float = math.inf,
-                     now: float | None = None) -> Calibration | None:
-    """The calibration of this fingerprint under root/.benchtrack/calibration, if one was made
-    and is younger than max_age_s (a machine's noise changes: neighbours, kernel, host)."""
+def find_calibration(fingerprint: str, root: Path, max_age_s: float = math.inf, now: float | None = None,
+                     stored: Callable[[str], str | None] | None = None) -> Calibration | None:
+    """The newest calibration of this fingerprint, from the tracking store (``stored``: the
+    store's latest_calibration) or else root/.benchtrack/calibration, if one was made and is
+    younger than max_age_s (a machine's noise changes: neighbours, kernel, host)."""
+    found: list[Calibration] = []
+    text = stored(fingerprint) if stored is not None else None
+    if text is not None:
+        found.append(calibration_from_text(text, "the tracking store's calibration"))
     path = calibration_path(fingerprint, root)
-    if not path.is_file():
-        return None
-    found = load_calibration(path)
+    if path.is_file():
+        found.append(load_calibration(path))
     current = time.time() if now is None else now
-    if found.fingerprint != fingerprint or current - found.created_at > max_age_s:
-        return None
-    return found
+    usable = [c for c in found if c.fingerprint == fingerprint and current - c.created_at <= max_age_s]
+    return max(usable, key=lambda c: c.created_at, default=None)
 
 
 def save_calibration(calibration: Calibration, root: Path) -> Path:
@@ -97,11 +100,19 @@ def _group_centres(bench: BenchmarkResult, metric: str, processes: int) -> list[
 
 def load_calibration(path: Path) -> Calibration:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
         raise ResultFormatError(f"cannot read calibration {path}: {exc}") from None
+    return calibration_from_text(text, str(path))
+
+
+def calibration_from_text(text: str, where: str) -> Calibration:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ResultFormatError(f"cannot read calibration {where}: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != CALIBRATION_SCHEMA:
-        raise ResultFormatError(f"{path} is not a {CALIBRATION_SCHEMA} document")
+        raise ResultFormatError(f"{where} is not a {CALIBRATION_SCHEMA} document")
     try:
         noise = {}
         for entry in data["entries"]:
@@ -111,7 +122,7 @@ def load_calibration(path: Path) -> Calibration:
             noise[(str(entry["benchmark"]), str(entry["metric"]))] = RunNoise(variance, df, "calibration")
         return Calibration(str(data["fingerprint"]), float(data["created_at"]), noise)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ResultFormatError(f"malformed calibration {path}: {exc}") from None
+        raise ResultFormatError(f"malformed calibration {where}: {exc}") from None
 
 
 def calibration_to_dict(calibration: Calibration) -> dict[str, object]:

@@ -233,8 +233,10 @@ def _compare_pending(pending: Sequence[_Pending], calibration: Calibration | Non
         known = {p.name: history_run_noise(histories[p.name], spec.centre) or (calibration.run_noise(p.name, spec.name)
                                                                   if calibration else None) for p in mine}
         try:
-            pooled = _pooled_baselines(mine, histories, known) if spec.log_scale else {}
-            changes = [_paired_change(p, pooled.get(p.name)) for p in mine] if spec.log_scale else []
+            # only times move with the machine: a suite-wide shift of instruction counts is the code
+            shared = spec.log_scale and spec.family == "time"
+            pooled = _pooled_baselines(mine, histories, known) if shared else {}
+            changes = [_paired_change(p, pooled.get(p.name)) for p in mine] if shared else []
         except ValueError as exc:
             raise ResultFormatError(str(exc)) from None
         shift = suite_shift([c for c in changes if c is not None])

@@ -32,7 +32,7 @@ def rounds_of(base: BenchmarkResult, cand: BenchmarkResult, metric: str) -> list
 
 
 def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: BenchmarkResult, alpha: float,
-                      max_rounds: int, thresholds: Thresholds) -> Comparison | None:
+                      max_rounds: int, thresholds: Thresholds, mode: str = "interleaved") -> Comparison | None:
     rounds = rounds_of(base, cand, metric)
     if len(rounds) < 2:
         return None
@@ -44,9 +44,9 @@ def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: Bench
         # two columns never point the other way than its change column
         baseline_centre=result.baseline_centre, candidate_centre=result.baseline_centre * (1.0 + result.change),
         absolute_change=result.change * result.baseline_centre,
-        spread_source=f"interleaved/{result.rounds} rounds", baseline_processes=result.rounds,
+        spread_source=f"{mode}/{result.rounds} rounds", baseline_processes=result.rounds,
         candidate_processes=result.rounds, df=float(result.rounds - 1),
-        notes=(f"paired over {result.rounds} interleaved rounds (signed-rank test of the change within each round)",),
+        notes=(f"paired over {result.rounds} {mode} rounds (signed-rank test of the change within each round)",),
     )
     return decide(comparison, alpha, thresholds)
 
@@ -62,7 +62,7 @@ def decided(comparison: Comparison | None, alpha: float, tests: int, thresholds:
 
 
 def judge_interleaved(baseline: Mapping[str, BenchmarkResult], candidate: Mapping[str, BenchmarkResult],
-                      config: Config, level: Level, max_rounds: int, seed: int = 0) -> Report:
+                      config: Config, level: Level, max_rounds: int, seed: int = 0, mode: str = "interleaved") -> Report:
     ordinary = compare_results(baseline, candidate, config, level, seed=seed)
     kept = [c for c in ordinary.comparisons if c.metric not in PAIRED_METRICS]
 
@@ -77,7 +77,7 @@ def judge_interleaved(baseline: Mapping[str, BenchmarkResult], candidate: Mappin
         for metric in PAIRED_METRICS:
             family = spec_for(metric).family
             found = paired_comparison(name, metric, baseline[name], candidate[name], config.alpha, max_rounds,
-                                      config.thresholds_for(level, name, candidate[name].benchmark)[family])
+                                      config.thresholds_for(level, name, candidate[name].benchmark)[family], mode)
             if found is not None:
                 paired.append(found)
     adjusted = adjust_for_multiplicity(paired, ComparisonSettings(alpha=config.alpha), thresholds_for)

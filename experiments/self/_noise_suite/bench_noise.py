@@ -20,12 +20,19 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchtrack import benchmark
 
 UNITS = 20  # 21, 22 and 24 units are exactly +5, +10 and +20% of the work
 FACTORS: dict[str, float] = json.loads(os.environ.get("BENCHTRACK_NOISE_FACTORS", "{}"))
+# A copy committed into a git repository (experiments/self/sidebyside_trials.py) reads its work
+# from work.json beside it instead: then each commit holds its own work, as real code does.
+_WORK_FILE = Path(__file__).resolve().with_name("work.json")
+if _WORK_FILE.exists():
+    _work = json.loads(_WORK_FILE.read_text(encoding="utf-8"))
+    UNITS, FACTORS = int(_work["units"]), {str(k): float(v) for k, v in _work["factors"].items()}
 
 
 def units(name: str) -> int:

@@ -1,0 +1,27 @@
+"""False alarms and detection of comparing two commits side by side (interleaved and duet), of
+the stored-baseline way and of instruction counts, measured on this machine while it loads the
+machine itself (sidebyside_trials.py). About an hour: nightly only.
+
+    benchtrack run experiments/self -b sidebyside.detection --level nightly --no-track --format json
+"""
+
+from __future__ import annotations
+
+from benchtrack import benchmark
+
+
+@benchmark(name="sidebyside.detection", kind="track", processes=1, samples=1, warmups=0, timeout=4 * 3600,
+           levels=("nightly",), tags=("sidebyside", "slow"),
+           targets={
+               "track.interleaved.wall_s.loaded.false_alarms.max": 0.01,
+               "track.interleaved.wall_s.quiet.false_alarms.max": 0.01,
+               "track.interleaved.wall_s.loaded.miss_10pct.max": 0.10,
+               "track.interleaved.longest_comparison_s.max": 600.0,
+               "track.interleaved.instructions.loaded.false_alarms.max": 0.0,
+               "track.interleaved.instructions.loaded.miss_2pct.max": 0.05,
+           })
+def sidebyside_detection() -> dict[str, float]:
+    import sidebyside_trials
+
+    outcomes = list(sidebyside_trials.trials(1, sidebyside_trials.FACTORS, sidebyside_trials.WAYS, seed=20261202))
+    return sidebyside_trials.score(outcomes)
