@@ -129,7 +129,11 @@ def choose_run_noise(known: RunNoise | None, suite: RunNoise | None) -> RunNoise
     (10 processes x 5 samples, quiet machine) most invocations matched their history within 2%,
     but in four of nineteen a third of the benchmarks moved by 10-37% at once, and history of
     8-9 runs, which seldom holds such a burst, gave 6.9% false alarms. The other benchmarks of
-    the same pair show the burst: judged with the larger of the two spreads, 2.0%."""
+    the same pair show the burst: judged with the larger of the two spreads, fewer (1.4% with the
+    shift's uncertainty, compare.SHIFT_RESPONSE_SD). The widened noise stays the history's in
+    kind: it replaces the spread of whole earlier runs, which already held their sampling
+    noise, so no within-run part is added to it. The suite's figure is net of its benchmarks'
+    own sampling spread, so widening errs on the side of happening too seldom."""
     if known is not None and suite is not None and suite.variance > known.variance:
         return RunNoise(suite.variance, min(suite.df, SUITE_ONLY_DF), f"{known.source}+suite")
     if known is not None:

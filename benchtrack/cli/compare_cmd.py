@@ -524,8 +524,10 @@ def calibrate_command(
     uri = resolve_tracking_uri(tracking_uri)
     stderr = Console(stderr=True)
     with _rounds_progress(stderr, "calibrating", rounds) as advance:
-        outcome = compare_side_by_side(Path.cwd(), ref, ref, folder, tuple(benchmark or ()), settings, chosen,
-                                       lambda: _open_store(uri), 0, advance, stop_early=False)
+        # times only: an A/A run's instruction counts say nothing about the noise between invocations
+        outcome = compare_side_by_side(Path.cwd(), ref, ref, folder, tuple(benchmark or ()), settings,
+                                       replace(chosen, instructions=()), lambda: _open_store(uri), 0, advance,
+                                       stop_early=False)
     fingerprint = machine_fingerprint()
     calibration = Calibration(fingerprint, time.time(), calibration_noise(outcome.measured.baseline,
                                                                            outcome.measured.candidate, chosen.processes))

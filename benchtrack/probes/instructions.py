@@ -55,10 +55,14 @@ class CountingPlan:
     valgrind: str
     out_prefix: Path
 
+    @property
+    def log_path(self) -> Path:
+        return Path(f"{self.out_prefix}.log")
+
     def command(self, worker_command: Sequence[str]) -> list[str]:
         # the interpreter itself, not a shim script, must be the program valgrind starts
         return [self.valgrind, "--tool=callgrind", f"--dump-before={MARKER_FUNCTION}", "--dump-instr=no",
-                "--dump-line=no", f"--callgrind-out-file={self.out_prefix}", f"--log-file={self.out_prefix}.log",
+                "--dump-line=no", f"--callgrind-out-file={self.out_prefix}", f"--log-file={self.log_path}",
                 *worker_command]
 
     @staticmethod

@@ -194,7 +194,7 @@ class Runner:
                                environment=plan.environment(self._environment),
                                timeout=item.timeout + INSTRUCTIONS_EXTRA_TIMEOUT_S)
             if reply.get("error"):
-                state.instruction_error = f"instruction count: {reply['error']}"
+                state.instruction_error = f"instruction count: {reply['error']}{_last_line(plan.log_path)}"
                 return
             try:
                 counts = per_operation(part_totals(plan.out_prefix), item.samples, loops)
@@ -222,14 +222,15 @@ class Runner:
     def launch(self, item: PlanItem, process: int, loops: int | None, mode: str = "measure",
                wrap: Callable[[list[str]], list[str]] = list, environment: Mapping[str, str] | None = None,
                timeout: float | None = None, cpus: frozenset[int] | None = None) -> Launch:
-        """What starts one worker process (run_together starts it); ``cpus``: pin it to these CPUs."""
+        """What starts one worker process (run_together starts it); ``cpus``: the worker pins itself to
+        these CPUs (not preexec_fn: the progress bar's thread makes forking with it unsafe)."""
         request = WorkerRequest(
             file=str(item.file.path), name=item.name, process=process, samples=item.samples,
             warmups=item.warmups, min_sample_time=item.min_sample_time, loops=loops,
-            peak_probe=self._peak_probe, mode=mode,
+            peak_probe=self._peak_probe, mode=mode, cpus=sorted(cpus) if cpus else None,
         )
         return Launch(request, wrap, self._python, dict(environment or self._environment), item.file.path.parent,
-                      timeout or item.timeout, cpus)
+                      timeout or item.timeout)
 
 
 @dataclass(frozen=True)
@@ -240,13 +241,13 @@ class Launch:
     environment: Mapping[str, str]
     cwd: Path
     timeout: float
-    cpus: frozenset[int] | None = None
 
 
 def run_together(launches: Sequence[Launch]) -> list[dict[str, Any]]:
     """Start every worker at once (each in its own session, stderr to a file so no pipe can
     stall one while the other is read), wait for all, and return their replies in order. A
-    timeout kills that worker; Ctrl-C or SIGTERM kills them all."""
+    timeout kills that worker; Ctrl-C kills them all (and SIGTERM, where the command turns it
+    into KeyboardInterrupt, as the side-by-side commands do)."""
     with contextlib.ExitStack() as stack:
         folders = [Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="benchtrack-"))) for _ in launches]
         started = []
@@ -267,12 +268,10 @@ def _start(launch: Launch, folder: Path) -> subprocess.Popen[bytes]:
     (folder / "request.json").write_text(json.dumps(asdict(launch.request)), encoding="utf-8")
     command = launch.wrap([launch.python, "-m", "benchtrack.runner.worker", str(folder / "request.json"),
                            str(folder / "reply.json")])
-    cpus = launch.cpus
     with open(folder / "stderr.txt", "wb") as stderr:
         return subprocess.Popen(
             command, cwd=launch.cwd, env=dict(launch.environment), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509 - affinity only
         )
 
 
@@ -356,6 +355,15 @@ def leak_details(samples: list[Sample], thresholds: LeakThresholds) -> dict[str,
         "processes": len(verdicts),
         "reasons": list(middle.reasons),
     }
+
+
+def _last_line(path: Path) -> str:
+    """valgrind's own last word (it writes to its log file, not to stderr)."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f" ({lines[-1][-_STDERR_TAIL:]})" if lines else ""
 
 
 def median_seconds(samples: list[Sample]) -> float | None:

@@ -10,6 +10,7 @@ import functools
 import gc
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -41,6 +42,7 @@ class WorkerRequest:
     uss: bool = False
     peak_probe: str = "auto"
     mode: str = "measure"  # "attribute": find what a leaking benchmark keeps; "instructions": parts for callgrind
+    cpus: list[int] | None = None  # pin this worker to these CPUs first (duet rounds)
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,8 @@ def main(argv: list[str]) -> int:
     request_path, reply_path = Path(argv[0]), Path(argv[1])
     request = WorkerRequest(**json.loads(request_path.read_text(encoding="utf-8")))
     try:
+        if request.cpus:
+            os.sched_setaffinity(0, request.cpus)
         reply = run_worker(request)
     except Exception as exc:  # noqa: BLE001 - reported to the parent as this benchmark's error
         reply = WorkerReply(request.loops or 0, [], {}, describe_exception(exc))

@@ -106,8 +106,9 @@ def bisect(start: Path, good_ref: str, bad_ref: str, benchmark: str, folder: Pat
         rounds = config.rerun.max_rounds * attempt
         settings = replace(config, rerun=replace(config.rerun, max_rounds=rounds, budget_s=config.rerun.budget_s * attempt))
         try:
-            outcome = compare_side_by_side(start, base, commit, folder, (benchmark,), settings, level, None,
-                                           seed + attempt, on_progress)  # steps are not logged
+            # steps are not logged, and go by time (the level's instruction counts are not asked for)
+            outcome = compare_side_by_side(start, base, commit, folder, (benchmark,), settings,
+                                           replace(level, instructions=()), None, seed + attempt, on_progress)
         except UsageError:
             if commit == bad:
                 raise  # the ends must run: a bad name or folder is an input error, not a skipped commit

@@ -111,6 +111,8 @@ Decide = Callable[[str, BenchmarkResult, BenchmarkResult], bool]
 
 def duet_cores() -> tuple[int, int]:
     """Two CPUs this process may run on, one per side of a duet."""
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError("duet mode pins workers to CPUs, which this operating system does not allow")
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2:
         raise ValueError(f"duet mode runs both sides at once on two CPUs; this process may use {len(allowed)}")
