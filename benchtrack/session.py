@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import ALL_BENCHMARKS, Config, Level, find_levels_file, load_config, select_level
 from benchtrack.errors import TrackingError, UsageError
-from benchtrack.probes.instructions import find_valgrind
+from benchtrack.probes.instructions import require_valgrind
 from benchtrack.results import BenchmarkResult, RunResult, dumps_results
 from benchtrack.runner.runner import Plan, Progress, Runner, make_plan
 from benchtrack.suite import Discovery, FileError, discover
@@ -83,8 +83,8 @@ def prepare(options: RunOptions) -> tuple[Discovery, Config, Level, list[Plan]]:
         samples=options.samples or level.samples,
         instructions=(ALL_BENCHMARKS,) if options.instructions else level.instructions,
     )
-    if options.instructions and find_valgrind() is None:
-        raise UsageError("--instructions counts under valgrind, which is not installed (Debian: apt-get install valgrind)")
+    if options.instructions:
+        require_valgrind()
     _check_known(discovery, options.only)
     plans = [make_plan(suite, level, options.only) for suite in discovery.suites]
     return discovery, config, level, [p for p in plans if p.items]

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from benchtrack.errors import BenchtrackError
 from benchtrack.probes.environment import advisories, git_info
-from benchtrack.probes.instructions import find_valgrind
+from benchtrack.probes.instructions import INSTALL_HINT, find_valgrind
 from benchtrack.probes.memory import KernelHighWaterMark
 
 REQUIRED_DISTRIBUTIONS = ("mlflow", "typer", "psutil", "numpy", "rich")
@@ -72,7 +72,7 @@ def _valgrind() -> dict[str, Any]:
     found = find_valgrind()
     if found is None:
         return {"check": "instruction counts", "status": "warning",
-                "detail": "valgrind not found: --instructions unavailable (Debian: apt-get install valgrind)"}
+                "detail": f"valgrind not found: --instructions unavailable ({INSTALL_HINT})"}
     return {"check": "instruction counts", "status": "ok", "detail": f"valgrind at {found} (--instructions)"}
 
 

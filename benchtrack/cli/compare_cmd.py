@@ -132,7 +132,7 @@ def compare_command(
     from benchtrack.cli.verdict_render import compare_document, print_verdicts
     from benchtrack.config import ALL_BENCHMARKS, select_level
     from benchtrack.probes.environment import machine_fingerprint
-    from benchtrack.probes.instructions import find_valgrind
+    from benchtrack.probes.instructions import require_valgrind
     from benchtrack.verdicts.operands import compare_operands, resolve
 
     config = load_cli_config(levels_file)
@@ -148,8 +148,7 @@ def compare_command(
     if instructions and not rerun:
         raise UsageError("--instructions measures: it goes with --rerun (stored runs keep the counts they were measured with)")
     if instructions:
-        if find_valgrind() is None:
-            raise UsageError("--instructions counts under valgrind, which is not installed (Debian: apt-get install valgrind)")
+        require_valgrind()
         chosen = replace(chosen, instructions=(ALL_BENCHMARKS,))
     if rerun:
         _compare_rerun(baseline, candidate, folder, tuple(benchmark or ()), config, chosen, tracking_uri,

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchtrack.errors import UsageError
+
 BLIND_SPOTS = ("instructions per operation are deterministic but blind to I/O waits, cache misses and "
                "parallelism: read them beside wall time, never for it")
 MARKER_FUNCTION = "getpgrp"
@@ -44,8 +46,17 @@ def mark() -> None:
     os.getpgrp()
 
 
+INSTALL_HINT = "Debian: apt-get install valgrind"
+
+
 def find_valgrind() -> str | None:
     return shutil.which("valgrind")
+
+
+def require_valgrind() -> None:
+    """--instructions was asked for: without valgrind that is a usage error, before measuring."""
+    if find_valgrind() is None:
+        raise UsageError(f"--instructions counts under valgrind, which is not installed ({INSTALL_HINT})")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from benchtrack.analysis.leaks import LeakThresholds, detect_leak
 from benchtrack.analysis.stats import summarize
 from benchtrack.config import Level
 from benchtrack.probes.instructions import (
+    INSTALL_HINT,
     CountingPlan,
     InstructionCountError,
     find_valgrind,
@@ -186,7 +187,7 @@ class Runner:
         item = state.item
         valgrind = find_valgrind()
         if valgrind is None:
-            state.instruction_error = "valgrind is not installed (Debian: apt-get install valgrind)"
+            state.instruction_error = f"valgrind is not installed ({INSTALL_HINT})"
             return
         with tempfile.TemporaryDirectory(prefix="benchtrack-callgrind-") as tmp:
             plan = CountingPlan(valgrind, Path(tmp, "callgrind.out"))
