@@ -280,7 +280,7 @@ def check_command(
     tracking_uri: TrackingUriOption = None,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
-    """Check the environment: dependencies, tracking store, git, and noisy-machine advisories.
+    """Check the environment: dependencies, tracking store, git, valgrind, and noisy-machine advisories.
 
     Example: benchtrack check --tracking-uri http://127.0.0.1:5000
     """

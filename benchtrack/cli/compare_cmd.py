@@ -501,7 +501,7 @@ def calibrate_command(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Measure this machine's noise between invocations: an A/A side-by-side run of one commit
-    against itself, stored for this machine fingerprint (.benchtrack/calibration/) and read by
+    against itself, stored for this machine fingerprint (.benchtrack/calibration/ and MLflow) and read by
     later comparisons that were not measured side by side.
 
     Example: benchtrack calibrate --level comprehensive -b json.roundtrip
