@@ -101,9 +101,11 @@ min_sample_time = 0.01
 fail_on = "critical"
 
 [rerun]
-# up to 48 rounds: on a quiet machine +15% is decided at 16, under a neighbour's load it has
-# taken more than 32 (one run in four stayed inconclusive at 32 rounds with the machine shared)
-max_rounds = 48
+# up to 96 rounds: on a quiet machine +15% is usually decided at 16, under a neighbour's load it
+# has taken more than 32 (one run in four stayed inconclusive at 32 rounds with the machine
+# shared), and once, in a fresh clone on a calm machine, more than 48: each round pairs one
+# worker process per side, and each process lands in its own speed mode
+max_rounds = 96
 budget_minutes = 5
 '''
 BASE_WORK = 20_000
@@ -187,7 +189,7 @@ def test_identical_slower_and_faster_commits_measured_side_by_side(
     assert _leftovers(root) == ([f"worktree {root.resolve()}"], before)  # worktrees and their folders removed
     rerun = faster["rerun"]
     assert rerun["mode"] == "interleaved"
-    assert 8 <= rerun["rounds"]["work"] <= 48
+    assert 8 <= rerun["rounds"]["work"] <= 96
     client = mlflow_client(store)
     for side, commit in (("baseline", commits["slower"]), ("candidate", commits["faster"])):
         run = client.get_run(rerun["parent_run_ids"][side])
