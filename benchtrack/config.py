@@ -80,7 +80,7 @@ class RerunSettings:
 
     # relative to each checkout's root: where the code under test imports from (None: the root, and src/ if present)
     pythonpath: tuple[str, ...] | None = None
-    max_rounds: int = 24  # worker processes per side, at most; looked at after 8, 16 and 24 (analysis.paired)
+    max_rounds: int = 64  # worker processes per side, at most; looked at after 8, 16, 32 and 64 (analysis.paired)
     budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
     mode: str = "interleaved"  # or "duet": both sides at once, each on its own CPU
 

@@ -73,7 +73,8 @@ def test_oom_kills_under_a_64mb_limit_are_seen_as_restarts_then_exit_137(podman_
 
     # podman reports "stopped" until its cleanup process has run, "exited" after: both are final here
     status, counts = final.split(" ", 1)
-    assert status in {"exited", "stopped"} and counts == "restarts=2 exit=137", final
+    assert status in {"exited", "stopped"}, final
+    assert counts == "restarts=2 exit=137", final
     assert all(r.limit_bytes == LIMIT_BYTES for r in alive), [r.limit_bytes for r in alive]
     assert any(r.memory_bytes > 0 for r in alive)
     assert 16 * MB < peak <= LIMIT_BYTES, peak  # the allocation is seen before the kill

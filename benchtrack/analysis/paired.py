@@ -1,22 +1,29 @@
 """Both commits measured side by side in one job (pure: numbers in, frozen records out).
 
 An interleaved comparison runs rounds: in each round one worker process of the baseline and
-one of the candidate, in random order, back to back. The test pairs the rounds: the change
-within each round (log candidate - log baseline), then Wilcoxon's signed-rank test over the
-rounds, the Hodges-Lehmann estimate (median of the Walsh averages) and its distribution-free
-interval by test inversion.
+one of the candidate, in random order, back to back (or at once, in duet mode). Each process
+gives one centre (the log low quantile of its samples). The change is the difference of the two
+sides' lower quartiles of those centres, and its p-value comes from a permutation test that
+swaps the two processes of a round: under "no change" they are exchangeable (same code, same
+moment, order drawn at random), so the test is exact whatever the shape of the noise, with as
+few rounds as there are (with R rounds the smallest two-sided p-value is 2 / 2^R). The interval
+is the set of shifts the test keeps (test inversion).
 
-Why pair: on this machine the speed of worker processes comes in spells that both processes of
-a round share. In a real +15% comparison (tests/test_rerun.py's repository, the machine busy)
-the rounds' levels moved by 0.5 in log (a 1.6x spell) while 14 of 16 within-round changes lay
-within +0.09..+0.21 of each other (log 1.15 = 0.14). Under "no change" the two processes of a
-round are exchangeable (same code, same moment, order drawn at random), so each change is
-symmetric about zero and the signed-rank test is exact, whatever the shape of the noise, with
-as few rounds as there are: with R rounds the smallest two-sided p-value is 2 / 2^R.
+Why the lower quartile of the process centres and not the mean change within rounds: on this
+machine whole worker processes land in a slow mode of their own, 1.3-2x slower, about one in
+three, independently of the other process of the round, while processes in the fast mode agree
+within a few percent (experiments/self/sidebyside_trials.py; 24 rounds of ten real benchmarks,
+quiet: within-round changes had a spread (sd) of 0.13-0.19 in log for pure-Python benchmarks, so
+the signed-rank test found 2 of 5 real +10% changes; the lower quartiles of the two sides moved
+by under 1.1% on the five unchanged benchmarks and by 9.2-10.8% on the five that did 10% more
+work). The quartile reads the fast mode as long as at least a quarter of each side's processes
+reach it; pairing still counts, because the permutation only swaps within a round.
 
-Sequential: the comparison is looked at after MIN_ROUNDS (8) and then every LOOK_EVERY (8)
-rounds up to the maximum; each look's p-value is multiplied by the number of planned looks
-(Bonferroni over looks), so stopping early keeps the error rate.
+Sequential: the comparison is looked at after MIN_ROUNDS (8) rounds and then each time the
+rounds have doubled (16, 32, 64...) up to the maximum, so a long comparison pays for few looks;
+each look's p-value is multiplied by the number of planned looks (Bonferroni over looks), so
+stopping early keeps the error rate. A comparison cut short by the time budget is judged at the
+rounds it has, in place of the planned looks it never reached.
 """
 
 from __future__ import annotations
@@ -24,14 +31,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
-from scipy import stats
 
 MIN_ROUNDS = 8
-LOOK_EVERY = 8
-EXACT_UP_TO = 50  # rounds: scipy's exact signed-rank distribution; beyond, its normal approximation
-BISECTION_STEPS = 30
+QUANTILE = 0.25  # of the process centres of a side
+EXACT_UP_TO = 13  # rounds: every one of the 2^R swaps; beyond, a seeded random sample of them
+PERMUTATIONS = 16384  # the sample's size beyond EXACT_UP_TO (the identity is always one of them)
+PERMUTATION_SEED = 20261202  # fixed, so the same rounds always give the same p-value
+BISECTION_STEPS = 14  # the interval to 1/16384 of its search range: far below what rounds resolve
 MAX_LOG_CHANGE = 50.0
 
 
@@ -50,62 +59,88 @@ class PairedResult:
     ci_high: float
     p_value: float  # two-sided, already multiplied by the number of planned looks
     rounds: int
-    baseline_centre: float  # natural scale: median of the baseline's process centres
+    baseline_centre: float  # natural scale: the lower quartile of the baseline's process centres
     candidate_centre: float
 
 
 def looks(max_rounds: int) -> list[int]:
     """The round counts at which a comparison is examined."""
-    planned = list(range(MIN_ROUNDS, max_rounds + 1, LOOK_EVERY))
+    planned = []
+    rounds = MIN_ROUNDS
+    while rounds <= max_rounds:
+        planned.append(rounds)
+        rounds *= 2
     if not planned or planned[-1] != max_rounds:
         planned.append(max_rounds)
     return planned
 
 
-def signed_rank_p(changes: np.ndarray, shift: float = 0.0) -> float:
-    """Two-sided p-value of "the within-round changes are symmetric about shift"."""
-    centred = changes - shift
-    if not np.any(centred):
-        return 1.0
-    method = "exact" if len(centred) <= EXACT_UP_TO else "approx"
-    return float(stats.wilcoxon(centred, zero_method="zsplit", method=method).pvalue)
+@cache
+def swaps(count: int) -> np.ndarray:
+    """Which rounds each permutation swaps (True: the sides trade places), the identity first:
+    all 2^count patterns up to EXACT_UP_TO rounds, a seeded sample of PERMUTATIONS beyond."""
+    if count <= EXACT_UP_TO:
+        codes = np.arange(2**count, dtype=np.int64)
+        return ((codes[:, None] >> np.arange(count)) & 1).astype(bool)
+    drawn = np.random.default_rng(PERMUTATION_SEED + count).random((PERMUTATIONS - 1, count)) < 0.5
+    return np.vstack([np.zeros((1, count), dtype=bool), drawn])
 
 
-def hodges_lehmann(changes: np.ndarray) -> float:
-    """Median of the Walsh averages (every pairwise mean, each value with itself included)."""
-    i, j = np.triu_indices(len(changes))
-    return float(np.median((changes[i] + changes[j]) / 2.0))
+def lower_quartile(values: np.ndarray) -> np.ndarray:
+    """np.quantile(values, QUANTILE, axis=-1) (linear interpolation), by one sort: many times
+    faster on thousands of permuted rows."""
+    ordered = np.sort(values, axis=-1)
+    position = QUANTILE * (values.shape[-1] - 1)
+    below = math.floor(position)
+    above = min(below + 1, values.shape[-1] - 1)
+    fraction = position - below
+    return ordered[..., below] * (1.0 - fraction) + ordered[..., above] * fraction
+
+
+def quartile_change(baseline: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Lower quartile of the candidate's centres minus the baseline's, along the last axis."""
+    return lower_quartile(candidate) - lower_quartile(baseline)
+
+
+def permutation_p(baseline: np.ndarray, candidate: np.ndarray, shift: float = 0.0) -> float:
+    """Two-sided p-value of "the candidate is the baseline moved by shift": the share of
+    within-round swaps whose quartile change is at least as far from zero as the observed one."""
+    moved = candidate - shift
+    observed = abs(float(quartile_change(baseline, moved)))
+    pattern = swaps(len(baseline))
+    null = np.abs(quartile_change(np.where(pattern, moved, baseline), np.where(pattern, baseline, moved)))
+    return float(np.mean(null >= observed - 1e-12))
 
 
 def paired_test(rounds: Sequence[Round], alpha: float, max_rounds: int) -> PairedResult:
-    """The signed-rank test of the rounds so far, its p-value corrected for the planned looks,
+    """The permutation test of the rounds so far, its p-value corrected for the planned looks,
     and the (1 - alpha / looks) interval of the change by test inversion."""
     if len(rounds) < 2:
         raise ValueError("a paired comparison needs at least two rounds")
-    changes = np.array([r.candidate - r.baseline for r in rounds])
+    baseline = np.array([r.baseline for r in rounds])
+    candidate = np.array([r.candidate for r in rounds])
     planned = len(looks(max_rounds))
-    estimate = hodges_lehmann(changes)
-    p_value = min(1.0, signed_rank_p(changes) * planned)
+    estimate = float(quartile_change(baseline, candidate))
+    p_value = min(1.0, permutation_p(baseline, candidate) * planned)
     level = alpha / planned
-    reach = float(np.ptp(changes)) + abs(estimate) + 1e-6
-    low = _bound(changes, level, estimate, estimate - reach)
-    high = _bound(changes, level, estimate, estimate + reach)
-    baseline = float(np.median([r.baseline for r in rounds]))
-    candidate = float(np.median([r.candidate for r in rounds]))
+    reach = float(np.ptp(np.concatenate([baseline, candidate]))) + abs(estimate) + 1e-6
+    low = _bound(baseline, candidate, level, estimate, estimate - reach)
+    high = _bound(baseline, candidate, level, estimate, estimate + reach)
     low, high = max(low, -MAX_LOG_CHANGE), min(high, MAX_LOG_CHANGE)  # finite, for JSON; e^50 is "unbounded"
+    centre = float(lower_quartile(baseline))
     return PairedResult(math.expm1(estimate), math.expm1(low), math.expm1(high), p_value, len(rounds),
-                        math.exp(baseline), math.exp(candidate))
+                        math.exp(centre), math.exp(centre + estimate))
 
 
-def _bound(changes: np.ndarray, level: float, inside: float, outside: float) -> float:
+def _bound(baseline: np.ndarray, candidate: np.ndarray, level: float, inside: float, outside: float) -> float:
     """The edge of the set of shifts the test keeps, between a kept one and a rejected one
-    (bisection). When even a shift beyond every change is kept (too few rounds for this level:
-    2 / 2^R above it), no shift is rejected and the interval is unbounded that way."""
-    if signed_rank_p(changes, outside) > level:
+    (bisection). When even a shift beyond every difference is kept (too few rounds for this
+    level: 2 / 2^R above it), no shift is rejected and the interval is unbounded that way."""
+    if permutation_p(baseline, candidate, outside) > level:
         return math.copysign(math.inf, outside - inside)
     for _ in range(BISECTION_STEPS):
         middle = (inside + outside) / 2.0
-        if signed_rank_p(changes, middle) > level:
+        if permutation_p(baseline, candidate, middle) > level:
             inside = middle
         else:
             outside = middle

@@ -1,4 +1,4 @@
-"""Verdicts of an interleaved comparison: times from the paired test over rounds
+"""Verdicts of an interleaved comparison: times from the paired permutation test over rounds
 (analysis.paired), every other metric as an ordinary comparison of the two sides; the same
 Report, thresholds, false-discovery control and fail_on as any comparison."""
 
@@ -46,7 +46,8 @@ def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: Bench
         absolute_change=result.change * result.baseline_centre,
         spread_source=f"{mode}/{result.rounds} rounds", baseline_processes=result.rounds,
         candidate_processes=result.rounds, df=float(result.rounds - 1),
-        notes=(f"paired over {result.rounds} {mode} rounds (signed-rank test of the change within each round)",),
+        notes=(f"paired over {result.rounds} {mode} rounds (lower quartiles of the process centres, "
+               "permutation test swapping the sides within rounds)",),
     )
     return decide(comparison, alpha, thresholds)
 

@@ -52,7 +52,7 @@ timeout = 600
 fail_on = "major"
 
 [rerun]
-max_rounds = 24
+max_rounds = 64
 budget_minutes = 10
 """
 METRICS = ("wall_s", "cpu_s", "instructions")
