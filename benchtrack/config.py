@@ -83,6 +83,10 @@ class RerunSettings:
     max_rounds: int = 64  # worker processes per side, at most; looked at after 8, 16, 32 and 64 (analysis.paired)
     budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
     mode: str = "interleaved"  # or "duet": both sides at once, each on its own CPU
+    # a benchmark stops early once its change is significant or its interval lies within
+    # +-resolution: a smaller one is not worth more rounds, a larger one (below the minor
+    # threshold, say) still is, so a real 10% change is measured until it is found
+    resolution: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -160,8 +164,9 @@ def load_config(path: Path | None) -> Config:
 
 
 def _parse_rerun(path: Path, value: Any) -> RerunSettings:
-    """[rerun] pythonpath = ["src"], max_rounds = 20, budget_minutes = 10, mode = "interleaved" | "duet"."""
-    table = _known(path, "rerun", value, {"pythonpath", "max_rounds", "budget_minutes", "mode"})
+    """[rerun] pythonpath = ["src"], max_rounds = 20, budget_minutes = 10, mode = "interleaved" | "duet",
+    resolution = 0.05."""
+    table = _known(path, "rerun", value, {"pythonpath", "max_rounds", "budget_minutes", "mode", "resolution"})
     defaults = RerunSettings()
     pythonpath = defaults.pythonpath
     if "pythonpath" in table:
@@ -173,6 +178,7 @@ def _parse_rerun(path: Path, value: Any) -> RerunSettings:
         budget_s=60.0 * _bounded_number(path, "rerun.budget_minutes", table.get("budget_minutes", defaults.budget_s / 60),
                                         0.01, 10_000),
         mode=_choice(path, "rerun.mode", table.get("mode", defaults.mode), RERUN_MODES),
+        resolution=_bounded_number(path, "rerun.resolution", table.get("resolution", defaults.resolution), 0.001, 10.0),
     )
 
 

@@ -328,11 +328,12 @@ def test_unknown_level_is_a_usage_error() -> None:
 
 def test_a_levels_file_without_levels_keeps_the_built_in_ones(tmp_path: Path) -> None:
     path = tmp_path / "levels.toml"
-    path.write_text('schema = "benchtrack.levels/1"\n[rerun]\npythonpath = ["lib"]\nmax_rounds = 40\n', encoding="utf-8")
+    path.write_text('schema = "benchtrack.levels/1"\n[rerun]\npythonpath = ["lib"]\nmax_rounds = 40\nresolution = 0.03\n',
+                    encoding="utf-8")
     config = load_config(path)
     assert set(config.levels) == set(DEFAULT_LEVELS)
     assert config.levels["comprehensive"].processes == DEFAULT_LEVELS["comprehensive"].processes
-    assert (config.rerun.pythonpath, config.rerun.max_rounds) == (("lib",), 40)
+    assert (config.rerun.pythonpath, config.rerun.max_rounds, config.rerun.resolution) == (("lib",), 40, 0.03)
 
 
 @pytest.mark.parametrize(

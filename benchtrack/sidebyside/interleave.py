@@ -11,8 +11,9 @@ maximum number of rounds or when the time budget is spent.
 Duet mode (Bulej et al., "Duet Benchmarking", ICPE 2020): after the first round has calibrated
 the loop count, the two sides of a round run at the same time, each pinned to its own CPU, the
 CPUs swapped every round; interference that arrives then hits both at once, and the pairing
-takes it out. Instruction counts, when asked for, are taken after the rounds, with the same
-operations per counted part on both sides.
+takes it out. Instruction counts, when asked for, are taken once the first round has timed
+each benchmark (so the time budget covers them), with the same operations per counted part on
+both sides.
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ class InterleavedRunner:
                 rounds[name] = index + 1
                 if any(state.error for state in states[name]):
                     stopped[name] = "failed"
+            if index == 0:  # counted once the first round has timed each benchmark, inside the budget
+                self._count_instructions_of([states[n] for n in names if n not in stopped])
             if self._clock() - started > self._settings.budget_s:
                 for name in names:
                     stopped.setdefault(name, "time budget")
@@ -167,7 +170,6 @@ class InterleavedRunner:
                         stopped[name] = "decided"
         for name in names:
             stopped.setdefault(name, "max rounds")
-            self._count_instructions(states[name])
         finished = time.time()
         results = {name: self._results(states[name]) for name in names}
         sides = tuple(
@@ -195,6 +197,10 @@ class InterleavedRunner:
             state = states[position]
             reply = self._runners[position].spawn(state.item, index, states[0].loops or states[1].loops)
             state.add(reply)
+
+    def _count_instructions_of(self, benchmarks: Sequence[tuple[ItemState, ItemState]]) -> None:
+        for states in benchmarks:
+            self._count_instructions(states)
 
     def _count_instructions(self, states: tuple[ItemState, ItemState]) -> None:
         """Both sides' instructions per operation, with the same operations per counted part."""
