@@ -12,7 +12,7 @@ way, on a quiet machine or while the script loads it (a CPU burner and a memory-
 started before and killed after each comparison).
 
     python experiments/self/sidebyside_trials.py --trials 2 --out /tmp/sidebyside.json
-    python experiments/self/sidebyside_trials.py --trials 1 --factors 1.00 1.10 --ways duet  # a try
+    python experiments/self/sidebyside_trials.py --trials 1 --factors 1.10 --ways duet --conditions quiet  # a try
 
 It prints one JSON document: per way, metric and condition, false alarms on identical code and
 detection per factor, with counts, and the longest comparison in seconds.
@@ -40,6 +40,7 @@ CHANGED = BENCHMARKS[::2]
 UNITS = 100
 FACTORS = (1.00, 1.02, 1.05, 1.10)
 WAYS = ("interleaved", "duet", "stored")
+CONDITIONS = ("quiet", "loaded")
 LEVELS = """\
 schema = "benchtrack.levels/1"
 
@@ -69,6 +70,8 @@ class Outcome:
     verdict: str
     change: float
     seconds: float  # the whole comparison's
+    rounds: int = 0  # side by side: rounds this benchmark took, and why it stopped
+    stopped: str = ""
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -98,13 +101,15 @@ def _commit(root: Path, factors: dict[str, float], message: str) -> str:
     return _git(root, "rev-parse", "HEAD")
 
 
-def compare(way: str, root: Path, base: str, cand: str, seed: int) -> tuple[list[object], float]:
-    """Comparisons of base against cand by one way, and the seconds it took."""
+def compare(way: str, root: Path, base: str, cand: str, seed: int) -> tuple[list[object], float, dict[str, tuple[int, str]]]:
+    """Comparisons of base against cand by one way, the seconds it took, and side by side each
+    benchmark's rounds and why it stopped."""
     from benchtrack.config import ALL_BENCHMARKS, load_config
 
     config = load_config(root / "experiments" / "levels.toml")
     level = config.levels["comprehensive"]
     started = time.monotonic()
+    rounds: dict[str, tuple[int, str]] = {}
     if way == "stored":
         found = _stored(root, base, cand, config, level)
     else:
@@ -116,7 +121,8 @@ def compare(way: str, root: Path, base: str, cand: str, seed: int) -> tuple[list
         counted = replace(level, instructions=(ALL_BENCHMARKS,)) if way == "interleaved" else level
         outcome = compare_side_by_side(root, base, cand, Path("experiments"), BENCHMARKS, config, counted, None, seed)
         found = list(outcome.report.comparisons)
-    return found, time.monotonic() - started
+        rounds = {name: (count, outcome.measured.stopped.get(name, "")) for name, count in outcome.measured.rounds.items()}
+    return found, time.monotonic() - started, rounds
 
 
 def _stored(root: Path, base: str, cand: str, config: object, level: object) -> list[object]:
@@ -139,18 +145,19 @@ def _stored(root: Path, base: str, cand: str, config: object, level: object) -> 
     return list(report.comparisons)
 
 
-def trials(count: int, factors: Sequence[float], ways: Sequence[str], seed: int) -> Iterator[Outcome]:
+def trials(count: int, factors: Sequence[float], ways: Sequence[str], seed: int,
+           conditions: Sequence[str] = CONDITIONS) -> Iterator[Outcome]:
     import make_noise_corpus
 
     with tempfile.TemporaryDirectory(prefix="benchtrack-trials-") as tmp:
         root = Path(tmp, "project")
         commits = make_repository(root, factors)
         for trial in range(count):
-            for condition in ("quiet", "loaded"):
+            for condition in conditions:
                 for factor in factors:
                     for way in ways:
                         with make_noise_corpus.machine_load("none" if condition == "quiet" else "cpu+membw"):
-                            found, seconds = compare(way, root, commits[0.0], commits[factor], seed + trial)
+                            found, seconds, rounds = compare(way, root, commits[0.0], commits[factor], seed + trial)
                         for c in found:
                             metric = getattr(c, "metric", "")
                             if metric not in METRICS:
@@ -158,7 +165,7 @@ def trials(count: int, factors: Sequence[float], ways: Sequence[str], seed: int)
                             name = getattr(c, "benchmark", "")
                             true = factor if name in CHANGED else 1.0
                             outcome = Outcome(trial, condition, way, metric, name, true, c.verdict,  # type: ignore[attr-defined]
-                                              c.change, seconds)  # type: ignore[attr-defined]
+                                              c.change, seconds, *rounds.get(name, (0, "")))  # type: ignore[attr-defined]
                             print(json.dumps(asdict(outcome)), file=sys.stderr, flush=True)
                             yield outcome
 
@@ -196,11 +203,12 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--factors", type=float, nargs="+", default=list(FACTORS))
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--out", type=Path, help="also write every outcome here (JSON lines)")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    outcomes = list(trials(args.trials, args.factors, args.ways, args.seed))
+    outcomes = list(trials(args.trials, args.factors, args.ways, args.seed, args.conditions))
     if args.out:
         args.out.write_text("".join(json.dumps(asdict(o)) + "\n" for o in outcomes), encoding="utf-8")
     print(json.dumps(score(outcomes), indent=1, sort_keys=True))
