@@ -80,7 +80,7 @@ class RerunSettings:
 
     # relative to each checkout's root: where the code under test imports from (None: the root, and src/ if present)
     pythonpath: tuple[str, ...] | None = None
-    max_rounds: int = 64  # worker processes per side, at most; looked at after 8, 16, 32 and 64 (analysis.paired)
+    max_rounds: int = 64  # worker processes per side, at most; looked at after 16, 32 and 64 (analysis.paired)
     budget_s: float = 600.0  # for the whole comparison; benchmarks still measuring stop at the next round
     mode: str = "interleaved"  # or "duet": both sides at once, each on its own CPU
     # a benchmark stops early once its change is significant or its interval lies within
@@ -178,7 +178,7 @@ def _parse_rerun(path: Path, value: Any) -> RerunSettings:
         budget_s=60.0 * _bounded_number(path, "rerun.budget_minutes", table.get("budget_minutes", defaults.budget_s / 60),
                                         0.01, 10_000),
         mode=_choice(path, "rerun.mode", table.get("mode", defaults.mode), RERUN_MODES),
-        resolution=_bounded_number(path, "rerun.resolution", table.get("resolution", defaults.resolution), 0.001, 10.0),
+        resolution=_bounded_number(path, "rerun.resolution", table.get("resolution", defaults.resolution), 0.001, 1.0),
     )
 
 

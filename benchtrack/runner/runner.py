@@ -180,10 +180,11 @@ class Runner:
         return state.item.instance.spec.kind == "time" and not state.error and bool(state.samples) and \
             self._instructions(state.item)
 
-    def add_instruction_counts(self, state: ItemState, loops: int) -> None:
+    def add_instruction_counts(self, state: ItemState, loops: int, process: int | None = None) -> None:
         """One more worker process, under callgrind, whose parts give the instructions per
         operation of each sample (probes.instructions); a failure to count is noted on the
-        benchmark, never a failure of it."""
+        benchmark, never a failure of it. Its samples are numbered ``process`` (default: after
+        the timed processes)."""
         item = state.item
         valgrind = find_valgrind()
         if valgrind is None:
@@ -202,7 +203,8 @@ class Runner:
             except (InstructionCountError, OSError) as exc:
                 state.instruction_error = f"instruction count: {exc}"
                 return
-        process = 1 + max(s.process for s in state.samples)  # after the timed processes (or rounds)
+        if process is None:
+            process = 1 + max(s.process for s in state.samples)  # after the timed processes
         state.samples.extend(Sample(process=process, index=i, loops=loops, values={r.INSTRUCTIONS: count})
                              for i, count in enumerate(counts))
         state.probes["instructions"] = "callgrind"

@@ -158,7 +158,8 @@ class InterleavedRunner:
                 rounds[name] = index + 1
                 if any(state.error for state in states[name]):
                     stopped[name] = "failed"
-            if index == 0:  # counted once the first round has timed each benchmark, inside the budget
+            if index == 0 and self._clock() - started <= self._settings.budget_s:
+                # counted once the first round has timed each benchmark, inside the budget
                 self._count_instructions_of([states[n] for n in names if n not in stopped])
             if self._clock() - started > self._settings.budget_s:
                 for name in names:
@@ -208,7 +209,7 @@ class InterleavedRunner:
             return
         loops = loops_for(median_seconds(states[0].samples))
         for runner, state in zip(self._runners, states, strict=True):
-            runner.add_instruction_counts(state, loops)
+            runner.add_instruction_counts(state, loops, process=self._settings.max_rounds)  # after every round
 
     def _results(self, states: tuple[ItemState, ItemState]) -> tuple[BenchmarkResult, BenchmarkResult]:
         return self._runners[0].result(states[0]), self._runners[1].result(states[1])

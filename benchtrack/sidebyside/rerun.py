@@ -77,7 +77,7 @@ def compare_side_by_side(start: Path, baseline_ref: str, candidate_ref: str | No
             thresholds = config.thresholds_for(level, name, cand.benchmark)[spec_for(r.WALL).family]
             return all(
                 decided(paired_comparison(name, metric, base, cand, config.alpha, config.rerun.max_rounds, thresholds),
-                        config.alpha, tests, config.rerun.resolution)
+                        config.alpha, tests, config.rerun.resolution, thresholds)
                 for metric in (r.WALL, r.CPU))
 
         measured = runner.run((metadata[0], metadata[1]), settled, looks(config.rerun.max_rounds))

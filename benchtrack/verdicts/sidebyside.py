@@ -40,9 +40,7 @@ def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: Bench
     comparison = Comparison(
         benchmark=name, metric=metric, verdict="inconclusive", severity="none", change=result.change,
         ci_low=result.ci_low, ci_high=result.ci_high, p_value=result.p_value, p_adjusted=result.p_value,
-        # the candidate's centre is the baseline's moved by the estimated change, so the table's
-        # two columns never point the other way than its change column
-        baseline_centre=result.baseline_centre, candidate_centre=result.baseline_centre * (1.0 + result.change),
+        baseline_centre=result.baseline_centre, candidate_centre=result.candidate_centre,
         absolute_change=result.change * result.baseline_centre,
         spread_source=f"{mode}/{result.rounds} rounds", baseline_processes=result.rounds,
         candidate_processes=result.rounds, df=float(result.rounds - 1),
@@ -52,16 +50,17 @@ def paired_comparison(name: str, metric: str, base: BenchmarkResult, cand: Bench
     return decide(comparison, alpha, thresholds)
 
 
-def decided(comparison: Comparison | None, alpha: float, tests: int, resolution: float) -> bool:
+def decided(comparison: Comparison | None, alpha: float, tests: int, resolution: float, thresholds: Thresholds) -> bool:
     """Enough to stop measuring: significant even for a Bonferroni bound over every test of
-    the comparison, or the interval inside +-resolution ([rerun] resolution). Not the minor
-    threshold: stopping once a change is shown to be below it would leave a real 10% change
-    (minor 15%) "unchanged" after 16 rounds instead of found after 32."""
+    the comparison, or the interval inside +-resolution ([rerun] resolution) and the minor
+    threshold. Not the minor threshold alone: stopping once a change is shown to be below it
+    would leave a real 10% change (minor 15%) "unchanged" after 16 rounds instead of found after 32."""
     if comparison is None:
         return False
     if comparison.p_value < alpha / max(tests, 1):
         return True
-    return -resolution < comparison.ci_low and comparison.ci_high < resolution
+    band = min(resolution, thresholds.minor)
+    return -band < comparison.ci_low and comparison.ci_high < band
 
 
 def judge_interleaved(baseline: Mapping[str, BenchmarkResult], candidate: Mapping[str, BenchmarkResult],
