@@ -86,9 +86,10 @@ def swaps(count: int) -> np.ndarray:
     all 2^count patterns up to EXACT_UP_TO rounds, a seeded sample of PERMUTATIONS beyond."""
     if count <= EXACT_UP_TO:
         codes = np.arange(2**count, dtype=np.int64)
-        return ((codes[:, None] >> np.arange(count)) & 1).astype(bool)
-    drawn = np.random.default_rng(PERMUTATION_SEED + count).random((PERMUTATIONS - 1, count)) < 0.5
-    patterns = np.vstack([np.zeros((1, count), dtype=bool), drawn])
+        patterns = ((codes[:, None] >> np.arange(count)) & 1).astype(bool)
+    else:
+        drawn = np.random.default_rng(PERMUTATION_SEED + count).random((PERMUTATIONS - 1, count)) < 0.5
+        patterns = np.vstack([np.zeros((1, count), dtype=bool), drawn])
     patterns.setflags(write=False)  # cached: shared by every later call
     return patterns
 
