@@ -1,6 +1,7 @@
 #!/bin/sh
 # System packages the tests use, from Debian / Ubuntu (as root or with sudo): podman and runc
-# for tests/test_containers.py, valgrind for instruction counts (tests/test_instructions.py).
+# for tests/test_containers.py, valgrind for instruction counts (tests/test_instructions.py),
+# chromium for the browser tests (tests/browser_support.py).
 # Run it (sh .ci/install-system-packages.sh); it changes nothing in the calling shell.
 # Idempotent and quiet: does nothing when all are installed, runs `apt-get update` only when
 # installing without it fails, prints only on failure.
@@ -14,7 +15,7 @@ install_system_packages() (
     set -eu
     have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
     missing=""
-    for program in podman runc valgrind; do
+    for program in podman runc valgrind chromium; do
         have "$program" || missing="$missing $program"
     done
     [ -z "$missing" ] && exit 0

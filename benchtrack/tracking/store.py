@@ -302,7 +302,7 @@ class MlflowStore:
             excluded = any(i in exclude for i in ids if i) or bool(run.data.tags.get(RERUN_MODE_KEY))
             if excluded or len(history.get(benchmark, [])) >= per_benchmark:
                 continue
-            metrics = {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}
+            metrics = run_features(run)
             processes = int(run.data.metrics.get("processes", 1))
             tags = run.data.tags
             invocation = tags.get("benchtrack.invocation") or tags.get("mlflow.parentRunId", "")
@@ -359,6 +359,12 @@ class MlflowStore:
 
 
 Point = tuple[str, float, int, int]
+
+
+def run_features(run: Any) -> dict[str, float]:
+    """A benchmark run's history.* and anomaly.* features (see analysis.features), as the store
+    returned the run; the one place that knows where they are kept."""
+    return {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}
 
 
 def log_artifact_files(artifact_uri: str, folder: str, files: Mapping[str, str | Path]) -> None:
