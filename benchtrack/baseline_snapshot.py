@@ -19,12 +19,12 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchtrack.errors import ResultFormatError
+from benchtrack.errors import ResultFormatError, UsageError
 from benchtrack.results import RunResult, run_result_from_dict, run_result_to_dict
 
 SNAPSHOT_SCHEMA = "benchtrack.baseline/1"
@@ -132,6 +132,30 @@ def load_snapshot(path: Path) -> BaselineSnapshot:
         return snapshot_from_dict(data)
     except ResultFormatError as exc:
         raise ResultFormatError(f"{path}: {exc}") from None
+
+
+def load_snapshots(paths: Sequence[Path]) -> list[BaselineSnapshot]:
+    """The snapshots a run compares against, at most one per suite: with two, which one the run
+    used would depend on the order of the options."""
+    snapshots = [load_snapshot(path) for path in paths]
+    first_of: dict[str, Path] = {}
+    for path, snapshot in zip(paths, snapshots, strict=True):
+        if snapshot.suite in first_of:
+            raise UsageError(f"{first_of[snapshot.suite]} and {path} are both baseline snapshots of suite "
+                             f"{snapshot.suite!r}: give one --baseline per suite")
+        first_of[snapshot.suite] = path
+    return snapshots
+
+
+def snapshot_mismatches(snapshot: BaselineSnapshot, branch: str, fingerprint: str) -> list[str]:
+    """Why this snapshot is not the baseline of this branch on this machine (empty: it is)."""
+    reasons = []
+    if snapshot.fingerprint != fingerprint:
+        reasons.append(f"it was measured on another machine (fingerprint {snapshot.fingerprint}, this one is "
+                       f"{fingerprint}): machines differ by more than most regressions")
+    if snapshot.branch != branch:
+        reasons.append(f"it holds the baselines of branch {snapshot.branch!r}, not of the baseline branch {branch!r}")
+    return reasons
 
 
 def snapshot_from_dict(data: object) -> BaselineSnapshot:

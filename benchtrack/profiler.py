@@ -49,6 +49,8 @@ import psutil
 from benchtrack.probes.memory import current_rss
 from benchtrack.results import Phase, Timeline
 
+PROFILE_SCHEMA = "benchtrack.profile/1"  # history: 1 - timeline, phases (PhaseStats), leak verdict or null
+
 if TYPE_CHECKING:
     from benchtrack.analysis.leaks import LeakThresholds, LeakVerdict
 
@@ -376,6 +378,30 @@ class MemoryProfiler:
         timeline = self.timeline
         return timeline_chart(timeline, Path(path), title=title or f"memory profile: {timeline.target}", leak=leak)
 
+    def profile_document(self, leak: LeakVerdict | None = None) -> dict[str, Any]:
+        """The profile as a ``benchtrack.profile/1`` document: the timeline (``benchtrack.timeline/1``),
+        per-phase numbers and, when given, the leak verdict (what `benchtrack report` renders)."""
+        from dataclasses import asdict
+
+        from benchtrack.results import timeline_to_dict
+
+        verdict = None
+        if leak is not None:
+            judged = math.isfinite(leak.slope_mb_per_min)
+            verdict = {"detected": bool(leak.detected), "severity": leak.severity, "judged": judged,
+                       **{key: (float(getattr(leak, key)) if judged else 0.0)
+                          for key in ("slope_mb_per_min", "ci_low", "ci_high", "growth_mb")}}
+        return {"schema": PROFILE_SCHEMA, "timeline": timeline_to_dict(self.timeline),
+                "phases": {name: asdict(stats) for name, stats in self.phase_stats().items()}, "leak": verdict}
+
+    def save_json(self, path: Path | str, *, leak: LeakVerdict | None = None) -> Path:
+        """Write :meth:`profile_document` as JSON (render it with `benchtrack report PATH --format html`)."""
+        import json
+
+        path = Path(path)
+        path.write_text(json.dumps(self.profile_document(leak), indent=2, allow_nan=False), encoding="utf-8")
+        return path
+
     def log_to_mlflow(self, tracking_uri: str | None = None, experiment: str = "benchtrack/profiles",
                       run_name: str | None = None) -> str:
         """Log the profile as one MLflow run and return its id: ``memory_mb`` per reading (step =
@@ -387,6 +413,15 @@ class MemoryProfiler:
 
         params = {"interval_s": str(self.interval), "gc_at_boundaries": str(self.gc_at_boundaries),
                   "track_children": str(self.track_children), "pid": str(os.getpid())}
-        return log_profile(resolve_tracking_uri(tracking_uri), self.timeline, self.phase_stats(),
-                           experiment=experiment, run_name=run_name or self.name, params=params,
-                           chart=self.save_chart)
+        uri = resolve_tracking_uri(tracking_uri)
+        run_id = log_profile(uri, self.timeline, self.phase_stats(), experiment=experiment,
+                             run_name=run_name or self.name, params=params, chart=self.save_chart)
+        from benchtrack.report.publish import publish_memory_report
+        from benchtrack.tracking.store import MlflowStore
+
+        warning = publish_memory_report(MlflowStore(uri), run_id, self.profile_document())
+        if warning:
+            import warnings
+
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        return run_id

@@ -4,7 +4,9 @@ History of ``benchtrack.result``:
   1 - first version: per-sample metric values with their worker-process index; later in version 1
       (optional keys, older files stay valid): targets, and "details" (GC pauses and
       gc.get_stats() per process, leak attribution); per-sample "ctx_involuntary" and per-process
-      machine load ("details.load": the other programs' CPU use while the samples were taken).
+      machine load ("details.load": the other programs' CPU use while the samples were taken);
+      per-benchmark "started_at"/"finished_at" (epoch seconds: the first sample's start, the last
+      sample's end), absent from older files and from imported ones.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class BenchmarkResult:
     probes: Mapping[str, str] = field(default_factory=dict)
     targets: Mapping[str, float] = field(default_factory=dict)
     details: Mapping[str, Any] = field(default_factory=dict)  # JSON-ready: gc pauses, attribution
+    started_at: float | None = None  # epoch seconds the first sample began (None: not recorded)
+    finished_at: float | None = None  # epoch seconds the last sample ended
 
     @property
     def ok(self) -> bool:
@@ -139,6 +143,8 @@ def benchmark_result_to_dict(result: BenchmarkResult) -> dict[str, Any]:
         "targets": dict(result.targets),
         "details": dict(result.details),
         "error": result.error,
+        **({"started_at": result.started_at} if result.started_at is not None else {}),
+        **({"finished_at": result.finished_at} if result.finished_at is not None else {}),
         "samples": [
             {"process": s.process, "index": s.index, "loops": s.loops, "values": dict(s.values)}
             for s in result.samples
@@ -186,7 +192,13 @@ def _benchmark_from_dict(data: Mapping[str, Any]) -> BenchmarkResult:
         probes={str(k): str(v) for k, v in data.get("probes", {}).items()},
         targets={str(k): _finite(k, v) for k, v in data.get("targets", {}).items()},
         details=dict(data.get("details", {})),
+        started_at=_optional_time(data.get("started_at")),
+        finished_at=_optional_time(data.get("finished_at")),
     )
+
+
+def _optional_time(value: object) -> float | None:
+    return None if value is None else _finite("started_at/finished_at", value)
 
 
 def _finite(name: object, value: object) -> float:

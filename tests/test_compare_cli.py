@@ -714,3 +714,26 @@ def test_exported_baselines_judge_a_run_without_a_store(in_repo: MeasuredRepo, t
     assert verdicts["promotions"] == {}  # a snapshot is read, never promoted to
     assert result.exit_code == int(verdicts["summary"]["failed"])
     assert len(parent_runs(mlflow_client(in_repo.store_uri), "bench")) == parents_before
+
+
+def test_snapshots_of_another_machine_or_branch_warn_and_two_of_one_suite_are_refused(in_repo: MeasuredRepo,
+                                                                                    tmp_path: Path) -> None:
+    exported = invoke_cli(["baseline", "export", "--tracking-uri", in_repo.store_uri, "--folder", tmp_path])
+    assert exported.exit_code == 0, exported
+    [snapshot] = (tmp_path / "baselines").glob("*.json")
+    foreign = json.loads(snapshot.read_text(encoding="utf-8"))
+    foreign["fingerprint"], foreign["branch"] = "ffffffffffffffff", "release"
+    other = tmp_path / "other-machine.json"
+    other.write_text(json.dumps(foreign), encoding="utf-8")
+
+    twice = invoke_cli(["run", "bench", "--baseline", snapshot, "--baseline", other, "--no-track", "-b", "steady"])
+    assert_one_error_line(twice, str(snapshot), str(other), "both baseline snapshots of suite 'bench'")
+
+    result = invoke_cli(["run", "bench", "--baseline", other, "--no-track", "--format", "json", "-b", "steady"])
+    assert result.exit_code in (0, 1), result
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("benchtrack: warning: baseline snapshot")]
+    assert len(warnings) == 2, result.stderr
+    assert "another machine (fingerprint ffffffffffffffff" in warnings[0]
+    assert "branch 'release', not of the baseline branch 'main'" in warnings[1]
+    verdicts = one_document(result)["verdicts"]["bench"]
+    assert verdicts["baseline"] == "snapshot (release) from ANOTHER MACHINE (ffffffffffffffff)"

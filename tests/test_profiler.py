@@ -332,7 +332,8 @@ def test_log_to_mlflow_records_readings_phases_and_artifacts(store_uri: str, ope
     assert run.data.params["interval_s"] == "0.02"
 
     names = {a.path for a in client.list_artifacts(run_id, "benchtrack")}
-    assert names == {"benchtrack/timeline.json", "benchtrack/memory.png"}
+    assert names == {"benchtrack/timeline.json", "benchtrack/memory.png", "benchtrack/report.md", "benchtrack/report.html",
+                     "benchtrack/report.json"}
     local = Path(client.download_artifacts(run_id, "benchtrack", str(tmp_path)))
     assert timeline_from_dict(json.loads((local / "timeline.json").read_text(encoding="utf-8"))) == timeline
     assert (local / "memory.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,12 +12,14 @@ import sys
 import textwrap
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+import verdict_support
 from support import (
     child_runs,
     fresh_store_uri,
@@ -30,14 +32,22 @@ from support import (
 )
 
 from benchtrack import results as r
+from benchtrack.analysis.features import history_metrics
 from benchtrack.probes.environment import GIT_COMMIT_TAG, machine_fingerprint
 from benchtrack.results import BenchmarkResult, RunResult, load_results_file
 from benchtrack.tracking.store import (
+    FEATURES_TAG,
+    FEATURES_VERSION,
     PROCESS_METRIC,
     RESULT_ARTIFACT,
     MlflowStore,
     _BatchWriter,
     _SqlBulkWriter,
+    features_tag_value,
+    measuring_window_ms,
+    run_features,
+    sample_metric_key,
+    summary_metric_key,
 )
 
 SECRET_NAME = "BENCHTRACK_TEST_SECRET_TOKEN"  # noqa: S105 - a variable name, not a value
@@ -162,11 +172,12 @@ def test_every_sample_is_stored_as_a_metric_step(logged: Logged) -> None:
         bench = logged.bench(name)
         run_id = children[name].info.run_id
         count = len(bench.samples)
-        assert _history(logged.client, run_id, PROCESS_METRIC) == [(i, float(s.process)) for i, s in enumerate(bench.samples)]
+        assert _history(logged.client, run_id, sample_metric_key(PROCESS_METRIC)) == \
+            [(i, float(s.process)) for i, s in enumerate(bench.samples)]
         for metric in bench.metric_names():
             expected = [(i, s.values[metric]) for i, s in enumerate(bench.samples)]
             assert len(expected) == count
-            assert _history(logged.client, run_id, metric) == expected, (name, metric)
+            assert _history(logged.client, run_id, sample_metric_key(metric)) == expected, (name, metric)
 
 
 def test_key_metrics_are_stored_exactly(logged: Logged) -> None:
@@ -177,11 +188,11 @@ def test_key_metrics_are_stored_exactly(logged: Logged) -> None:
                            (memory, (r.WALL, r.RSS_PEAK, r.TRACEMALLOC_PEAK))):
         run_id = children[bench.name].info.run_id
         for metric in metrics:
-            stored = [value for _, value in _history(logged.client, run_id, metric)]
+            stored = [value for _, value in _history(logged.client, run_id, sample_metric_key(metric))]
             assert stored == bench.series(metric)
             assert len(stored) == len(bench.samples)
             # the latest value MLflow shows in its runs table is the last step's
-            assert children[bench.name].data.metrics[metric] == bench.samples[-1].values[metric]
+            assert children[bench.name].data.metrics[sample_metric_key(metric)] == bench.samples[-1].values[metric]
 
 
 def _numpy_summary(values: Sequence[float], processes: Sequence[int]) -> dict[str, float]:
@@ -213,7 +224,7 @@ def test_summary_metrics_equal_numpy_on_the_samples(logged: Logged) -> None:
         processes = [s.process for s in bench.samples]
         for metric in bench.metric_names():
             for statistic, value in _numpy_summary(bench.series(metric), processes).items():
-                stored = metrics[f"{metric}.{statistic}"]
+                stored = metrics[summary_metric_key(metric, statistic)]
                 assert stored == pytest.approx(value, rel=1e-12, abs=1e-300), (name, metric, statistic)
 
 
@@ -221,14 +232,14 @@ def test_between_process_variance_is_recorded(logged: Logged) -> None:
     children = _children(logged)
     add = logged.bench("add[size=100]")
     run_id = children[add.name].info.run_id
-    processes = {value for _, value in _history(logged.client, run_id, PROCESS_METRIC)}
+    processes = {value for _, value in _history(logged.client, run_id, sample_metric_key(PROCESS_METRIC))}
     assert processes == {0.0, 1.0, 2.0}
-    assert "wall_s.between_process_cv" in children[add.name].data.metrics
-    assert children[add.name].data.metrics["wall_s.between_process_cv"] >= 0
+    assert "summary/wall_s.between_process_cv" in children[add.name].data.metrics
+    assert children[add.name].data.metrics["summary/wall_s.between_process_cv"] >= 0
     doc = next(b for b in logged.document["suites"][0]["benchmarks"] if b["name"] == add.name)
     assert doc["processes"] == PROCESSES
     assert doc["summary"]["wall_s"]["between_process_cv"] == pytest.approx(
-        children[add.name].data.metrics["wall_s.between_process_cv"], rel=1e-12)
+        children[add.name].data.metrics["summary/wall_s.between_process_cv"], rel=1e-12)
 
 
 def test_params_describe_the_measurement(logged: Logged) -> None:
@@ -286,6 +297,104 @@ def test_raw_samples_artifact_round_trips(logged: Logged) -> None:
         assert loaded.level == "quick"
         assert loaded.metadata == logged.result.metadata
         assert loaded.benchmarks == (logged.bench(name),)  # same samples, values, loops, processes
+
+
+def test_child_runs_span_the_measuring_time(logged: Logged) -> None:
+    children = _children(logged)
+    for name in EXPECTED:
+        bench = logged.bench(name)
+        assert bench.started_at is not None
+        assert bench.finished_at is not None
+        assert logged.result.started_at <= bench.started_at < bench.finished_at <= logged.result.finished_at
+        info = children[name].info
+        assert (info.start_time, info.end_time) == (int(bench.started_at * 1000), int(bench.finished_at * 1000))
+    (parent,) = parent_runs(logged.client, SUITE_NAME)
+    assert parent.info.start_time <= min(c.info.start_time for c in children.values())
+
+
+def test_features_are_one_tag_and_no_metric(logged: Logged) -> None:
+    for name, child in _children(logged).items():
+        keys = set(child.data.metrics)
+        assert not [k for k in keys if k.startswith(("history.", "anomaly."))], name
+        assert run_features(child) == pytest.approx(history_metrics(logged.bench(name)), rel=1e-15)
+        assert json.loads(child.data.tags[FEATURES_TAG])["v"] == FEATURES_VERSION
+
+
+def test_metric_keys_put_time_first_and_summaries_after_the_samples(logged: Logged) -> None:
+    """MLflow's run page orders chart sections by the key's part before the last "/" (sorted),
+    then the unprefixed ones; the wall and CPU time charts must open the page."""
+    child = _children(logged)["add[size=10]"]
+    sections = sorted({key.rpartition("/")[0] for key in child.data.metrics if "/" in key})
+    assert sections[:4] == ["1 time", "2 memory", "3 gc", "4 process"]
+    assert sections[-1] == "summary"
+    first = sorted(key for key in child.data.metrics if key.startswith(sections[0] + "/"))
+    assert first == ["1 time/cpu_s", "1 time/wall_s"]
+    assert {k for k in child.data.metrics if "/" not in k} <= {"samples", "processes", "contention.descheduled_fraction",
+                                                               "contention.others_cpus"}
+
+
+def _history_store(store_uri: str) -> tuple[MlflowStore, BenchmarkResult, RunResult]:
+    rng = np.random.default_rng(7)
+    bench = verdict_support.bench("work", verdict_support.samples(rng, processes=3, per_process=4))
+    return MlflowStore(store_uri), bench, verdict_support.run_result([bench])
+
+
+def test_history_reads_features_from_the_tag(store_uri: str) -> None:
+    store, bench, run = _history_store(store_uri)
+    parent = store.start_invocation(run, "inv-tag")
+    logged = store.log_benchmark(parent, run, bench)
+    (found,) = store.history(run.suite, "main", verdict_support.FINGERPRINT)["work"]
+    assert found.run_id == logged.run_id
+    assert found.metrics == pytest.approx(history_metrics(bench), rel=1e-15)
+    assert found.statistics(r.WALL) is not None
+    assert set(found.features()) == {"spread", "tail", "between_process_cv"}
+
+
+def test_history_still_reads_features_logged_as_metrics(store_uri: str) -> None:
+    """Stores written before the features tag kept history.* and anomaly.* as metrics."""
+    store, bench, run = _history_store(store_uri)
+    parent = store.start_invocation(run, "inv-legacy")
+    run_id = store.log_benchmark(parent, run, bench).run_id
+    client = store.client
+    client.delete_tag(run_id, FEATURES_TAG)
+    legacy = history_metrics(bench)
+    for key, value in legacy.items():
+        client.log_metric(run_id, key, value, step=0)
+    (found,) = store.history(run.suite, "main", verdict_support.FINGERPRINT)["work"]
+    assert dict(found.metrics) == legacy
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ('{"v":1,"features":{"history.v2.wall_s.centre":-6.9,"anomaly.tail":1.5}}',
+     {"history.v2.wall_s.centre": -6.9, "anomaly.tail": 1.5}),
+    ('{"v":1,"features":{"history.v2.wall_s.centre":-6.9', {}),  # clipped
+    ('{"v":2,"features":{"anomaly.tail":1.5}}', {}),  # a later format is not guessed at
+    ('{"v":1,"features":{"anomaly.tail":"x","anomaly.spread":true,"anomaly.ok":2}}', {"anomaly.ok": 2.0}),
+])
+def test_run_features_of_a_tag(tag: str, expected: dict[str, float]) -> None:
+    run = SimpleNamespace(data=SimpleNamespace(tags={FEATURES_TAG: tag}, metrics={"anomaly.tail": 9.0}))
+    assert run_features(run) == expected
+
+
+def test_features_tag_leaves_non_finite_values_out() -> None:
+    text = features_tag_value({"anomaly.tail": float("nan"), "anomaly.spread": 0.25, "history.v2.x.centre": -float("inf")})
+    assert json.loads(text) == {"v": FEATURES_VERSION, "features": {"anomaly.spread": 0.25}}
+    run = SimpleNamespace(data=SimpleNamespace(tags={FEATURES_TAG: text}, metrics={}))
+    assert run_features(run) == {"anomaly.spread": 0.25}
+
+
+def test_measuring_times_round_trip_and_stay_optional() -> None:
+    timed = verdict_support.bench("work", verdict_support.samples(np.random.default_rng(1), processes=1, per_process=2))
+    timed = replace(timed, started_at=1_700_000_001.25, finished_at=1_700_000_002.5)
+    document = r.run_result_to_dict(verdict_support.run_result([timed, replace(timed, name="old", started_at=None,
+                                                                              finished_at=None)]))
+    assert "started_at" not in document["benchmarks"][1]  # files stay as older readers know them
+    loaded = r.run_result_from_dict(json.loads(json.dumps(document)))
+    assert loaded.benchmarks[0] == timed
+    assert (loaded.benchmarks[1].started_at, loaded.benchmarks[1].finished_at) == (None, None)
+    run = verdict_support.run_result([loaded.benchmarks[1]])
+    assert measuring_window_ms(run, loaded.benchmarks[1]) == (int(run.started_at * 1000), int(run.finished_at * 1000))
+    assert measuring_window_ms(run, timed) == (1_700_000_001_250, 1_700_000_002_500)
 
 
 # --- metric writers ----------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.results import BenchmarkResult
 
 GC_COLLECTIONS = "gc_collections"
-# Summary metrics logged with every benchmark run so later comparisons find their history in
-# one query instead of downloading every earlier run's samples. The version is part of the name:
+# Features stored with every benchmark run (tracking.store keeps them in one tag) so later
+# comparisons find their history in one query instead of downloading every earlier run's
+# samples. The version is part of the name:
 # when the statistics change (v2: low-quantile centres for times, descheduled samples left out),
 # older runs' figures are not mixed with new ones.
 HISTORY_VERSION = 2
@@ -98,7 +99,7 @@ def anomaly_features(bench: BenchmarkResult) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class HistoryRun:
-    """One earlier run of a benchmark as the store returns it: its history.* and anomaly.* metrics,
+    """One earlier run of a benchmark as the store returns it: its history.* and anomaly.* features,
     and what makes it comparable (its invocation, level and loop counts)."""
 
     run_id: str

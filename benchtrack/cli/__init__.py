@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
@@ -111,10 +108,8 @@ def run_command(
 
     Example: benchtrack run experiments/ --level quick
     """
-    from benchtrack.cli.render import invocation_document, print_json, print_run_table
-    from benchtrack.cli.verdict_render import compare_document, print_memory_checks, print_verdicts
-    from benchtrack.probes.environment import busy_machine_warnings, collect_metadata
-    from benchtrack.probes.instructions import find_valgrind
+    from benchtrack.cli.render import print_json
+    from benchtrack.probes.environment import collect_metadata
     from benchtrack.results import dumps_results
     from benchtrack.session import RunOptions, Session, prepare
     from benchtrack.tracking.uri import resolve_tracking_uri
@@ -122,7 +117,7 @@ def run_command(
     options = RunOptions(folder=folder, level=level, only=tuple(benchmark or ()), processes=processes,
                          samples=samples, peak_probe=peak_probe.value, instructions=instructions)
     discovery, config, chosen_level, plans = prepare(options)
-    snapshots = [_load_snapshot(path) for path in baseline or ()]
+    snapshots = _load_snapshots(baseline or [])
     if options.only and not plans:
         raise BenchtrackError(f"no benchmark named {', '.join(options.only)} at level {level!r}")
     uri = None if no_track else resolve_tracking_uri(tracking_uri)
@@ -130,14 +125,8 @@ def run_command(
     metadata = collect_metadata(folder)
     stderr = Console(stderr=True)
     calibration = _calibration(calibration_file, metadata, config.calibration_max_age_s, store)
-    for warning in busy_machine_warnings():
-        stderr.print(f"benchtrack: warning: {warning}; samples taken while descheduled are flagged and wall-time "
-                     "verdicts are checked against CPU time", highlight=False, markup=False, soft_wrap=True)
-    if chosen_level.instructions and find_valgrind() is None:
-        stderr.print(f"benchtrack: warning: level {chosen_level.name} counts instructions, but valgrind is not installed: "
-                     "no instruction counts this run", highlight=False, markup=False, soft_wrap=True)
-    for error in discovery.errors if stderr.is_terminal else ():  # repeated in the summary; once is enough in logs
-        stderr.print(f"benchtrack: error: {error.relative}: {error.message}", highlight=False, markup=False)
+    _warn_before_measuring(stderr, list(zip(baseline or [], snapshots, strict=True)), config, metadata, chosen_level,
+                           discovery)
     total = sum(item.processes for plan in plans for item in plan.items)
     with _progress(stderr) as progress:
         task = progress.add_task("measuring", total=total)
@@ -150,24 +139,12 @@ def run_command(
     if output is not None:
         output.write_text(dumps_results(s.result for s in invocation.suites), encoding="utf-8")
     judgements = _judge(invocation, config, chosen_level, store, snapshots, calibration)
+    document = _run_document(invocation, uri, judgements, chosen_level)
+    _publish_reports(store, invocation, document, stderr)
     if output_format is OutputFormat.json:
-        document = invocation_document(invocation, uri)
-        document["verdicts"] = {j.suite: compare_document(j.report, chosen_level, j.baseline_source, "this run", j.promotions)
-                                for j in judgements}
-        document["memory_checks"] = [
-            {"suite": j.suite, "benchmark": c.benchmark, "check": c.check, "passed": c.passed, "severity": c.severity,
-             "fails": not c.passed and chosen_level.fails(c.severity), "detail": c.detail}
-            for j in judgements for c in j.checks
-        ]
         print_json(document)
     else:
-        console = _stdout_console()
-        print_run_table(invocation, console)
-        for judgement in judgements:
-            title = f"{judgement.suite}: against {judgement.baseline_source}" if judgement.report.comparisons \
-                else f"{judgement.suite}: no baseline yet"
-            print_verdicts(judgement.report, chosen_level, console, title, judgement.promotions)
-            print_memory_checks(judgement.checks, chosen_level, console)
+        _print_run_tables(invocation, judgements, chosen_level, config, folder, stderr)
         if uri and invocation.tracking_error is None:
             stderr.print(f"logged to {uri} (browse with: benchtrack ui)", highlight=False, markup=False, soft_wrap=True)
     code = _run_exit_code(invocation, stderr)
@@ -176,10 +153,82 @@ def run_command(
     raise typer.Exit(code)
 
 
-def _load_snapshot(path: Path) -> Any:
-    from benchtrack.baseline_snapshot import load_snapshot
+def _warn_before_measuring(stderr: Console, snapshots: list[tuple[Path, Any]], config: Any, metadata: dict[str, str],
+                           level: Any, discovery: Any) -> None:
+    """What a user should know before the minutes of measuring start."""
+    from benchtrack.probes.environment import busy_machine_warnings
+    from benchtrack.probes.instructions import find_valgrind
 
-    return load_snapshot(path)
+    def warn(text: str) -> None:
+        stderr.print(f"benchtrack: {text}", highlight=False, markup=False, soft_wrap=True)
+
+    for path, snapshot in snapshots:
+        for reason in _snapshot_mismatches(snapshot, config.baseline_branch, metadata):
+            warn(f"warning: baseline snapshot {path}: {reason}")
+    for warning in busy_machine_warnings():
+        warn(f"warning: {warning}; samples taken while descheduled are flagged and wall-time verdicts are checked "
+             "against CPU time")
+    if level.instructions and find_valgrind() is None:
+        warn(f"warning: level {level.name} counts instructions, but valgrind is not installed: no instruction counts this run")
+    for error in discovery.errors if stderr.is_terminal else ():  # repeated in the summary; once is enough in logs
+        warn(f"error: {error.relative}: {error.message}")
+
+
+def _print_run_tables(invocation: Any, judgements: list[Any], level: Any, config: Any, folder: Path,
+                      stderr: Console) -> None:
+    from benchtrack.cli.render import print_run_table
+    from benchtrack.cli.verdict_render import print_memory_checks, print_verdicts
+
+    console = _stdout_console()
+    print_run_table(invocation, console)
+    for judgement in judgements:
+        title = f"{judgement.suite}: against {judgement.baseline_source}" if judgement.report.comparisons \
+            else f"{judgement.suite}: no baseline yet"
+        print_verdicts(judgement.report, level, console, title, judgement.promotions)
+        if not judgement.report.comparisons and not level.promote:
+            stderr.print(f"benchtrack: {judgement.suite} has no baseline yet and level {level.name} never sets one: "
+                         f"run `benchtrack run {folder} --level comprehensive` once on branch {config.baseline_branch} "
+                         "with a clean work tree, then this level is judged against it",
+                         highlight=False, markup=False, soft_wrap=True)
+        print_memory_checks(judgement.checks, level, console)
+
+
+def _run_document(invocation: Any, uri: str | None, judgements: list[Any], level: Any) -> dict[str, Any]:
+    """The `benchtrack.run/1` document: what --format json prints and what the reports render."""
+    from benchtrack.cli.render import invocation_document
+    from benchtrack.cli.verdict_render import compare_document
+
+    document = invocation_document(invocation, uri)
+    document["verdicts"] = {j.suite: compare_document(j.report, level, j.baseline_source, "this run", j.promotions)
+                            for j in judgements}
+    document["memory_checks"] = [
+        {"suite": j.suite, "benchmark": c.benchmark, "check": c.check, "passed": c.passed, "severity": c.severity,
+         "fails": not c.passed and level.fails(c.severity), "detail": c.detail}
+        for j in judgements for c in j.checks
+    ]
+    return document
+
+
+def _publish_reports(store: Any, invocation: Any, document: dict[str, Any], stderr: Console) -> None:
+    """report.md/html/json on each suite's parent run, charts on the benchmarks that changed."""
+    from benchtrack.report.publish import publish_run_reports
+
+    if store is None or invocation.tracking_error is not None:
+        return
+    for warning in publish_run_reports(store, document):
+        stderr.print(f"benchtrack: warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _load_snapshots(paths: list[Path]) -> list[Any]:
+    from benchtrack.baseline_snapshot import load_snapshots
+
+    return load_snapshots(paths)
+
+
+def _snapshot_mismatches(snapshot: Any, branch: str, metadata: dict[str, str]) -> list[str]:
+    from benchtrack.baseline_snapshot import snapshot_mismatches
+
+    return snapshot_mismatches(snapshot, branch, metadata.get("benchtrack.machine.fingerprint", ""))
 
 
 def _judge(invocation: Any, config: Any, level: Any, store: Any, snapshots: list[Any], calibration: Any) -> list[Any]:
@@ -295,38 +344,6 @@ def check_command(
     raise typer.Exit(EXIT_OK if document["ok"] else EXIT_USAGE)
 
 
-@app.command("ui")
-@maps_errors
-def ui_command(
-    tracking_uri: TrackingUriOption = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
-) -> None:
-    """Start the MLflow UI on the same store `benchtrack run` logs to.
-
-    Example: benchtrack ui --port 5000, then open http://127.0.0.1:5000
-    """
-    from benchtrack.tracking.store import quiet_mlflow_environment
-    from benchtrack.tracking.uri import is_http, resolve_tracking_uri, sqlite_path
-
-    uri = resolve_tracking_uri(tracking_uri)
-    if is_http(uri):
-        raise BenchtrackError(f"{uri} is already a tracking server: open it in a browser")
-    db = sqlite_path(uri)
-    if db is not None and not db.exists():
-        raise BenchtrackError(f"no store at {db} yet: run `benchtrack run` first")
-    quiet_mlflow_environment()
-    typer.echo(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl+C to stop)", err=True)
-    # One worker: the default four each import mlflow (~3 s) and slow start-up on small machines.
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-               "--workers", "1"]
-    try:
-        code = subprocess.call(command, env=os.environ.copy())
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
-
-
 @app.command("import")
 @maps_errors
 def import_command(
@@ -370,4 +387,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app`; imported last because they import from here.
-from benchtrack.cli import compare_cmd, watch_cmd  # noqa: E402, F401
+from benchtrack.cli import compare_cmd, export_cmd, history_cmd, report_cmd, ui_cmd, watch_cmd  # noqa: E402, F401

@@ -60,6 +60,11 @@ def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dic
             "suite": outcome.result.suite,
             "level": outcome.result.level,
             "parent_run_id": outcome.parent_run_id,
+            # where and when it was measured: report headlines and Prometheus labels
+            "commit": outcome.result.metadata.get("mlflow.source.git.commit"),
+            "branch": outcome.result.metadata.get("benchtrack.git.branch"),
+            "fingerprint": outcome.result.metadata.get("benchtrack.machine.fingerprint"),
+            "finished_at": outcome.result.finished_at,
             "benchmarks": benchmarks,
         })
     total = sum(len(outcome.result.benchmarks) for outcome in invocation.suites)

@@ -71,12 +71,19 @@ def _comparison_entry(c: Comparison, fails: bool, report: Report) -> dict[str, A
         "absolute_change": c.absolute_change,
         "spread_source": c.spread_source,
         "processes": [c.baseline_processes, c.candidate_processes],
+        "process_centres": _process_centres(report, c),
         "degrees_of_freedom": c.df if math.isfinite(c.df) else None,
         "suite_shift_removed": c.shift,
         "notes": list(c.notes),
         "anomalous": bool(anomaly and anomaly.anomalous),
         "fails": fails,
     }
+
+
+def _process_centres(report: Report, c: Comparison) -> dict[str, list[float]]:
+    """Each worker process's centre on both sides (index = process), for distribution charts."""
+    base, cand = report.process_centres.get((c.benchmark, c.metric), ((), ()))
+    return {"baseline": list(base), "candidate": list(cand)}
 
 
 def _value(metric: str, value: float) -> str:

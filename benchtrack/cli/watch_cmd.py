@@ -126,14 +126,16 @@ def watch_command(
         if uri is not None:
             run_id, tracking_note = _log(uri, timeline, leak, kind, chosen.name, interval_s, chart_path)
     failing = leak.detected and chosen.fails(leak.severity)
+    document = watch_document(timeline, leak, summary.as_dict(), kind=kind, level=chosen.name, exit_code=exit_code,
+                              run_id=run_id, failing=failing)
+    report_note = _log_report(uri, run_id, document, timeline) if uri is not None and run_id is not None else None
     if output_format is OutputFormat.json:
-        document = watch_document(timeline, leak, summary.as_dict(), kind=kind, level=chosen.name, exit_code=exit_code,
-                                  run_id=run_id, failing=failing)
         typer.echo(json.dumps(document, indent=2, allow_nan=False))
     else:
         _print_table(timeline, leak, summary.as_dict(), kind, chosen, exit_code, failing)
-    if chart_note:
-        stderr.print(f"benchtrack: warning: {chart_note}", highlight=False, markup=False, soft_wrap=True)
+    for note in (chart_note, report_note):
+        if note:
+            stderr.print(f"benchtrack: warning: {note}", highlight=False, markup=False, soft_wrap=True)
     if tracking_note:
         stderr.print(f"benchtrack: error: {tracking_note}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE)
@@ -253,6 +255,19 @@ def _log(uri: str, timeline: Any, leak: Any, kind: str, level: str, interval_s: 
                          params=params, chart=chart), None
     except TrackingError as exc:
         return None, f"{exc}; timeline kept in {_keep_unsaved(timeline)}"
+
+
+def _log_report(uri: str, run_id: str, document: dict[str, Any], timeline: Any) -> str | None:
+    """benchtrack/report.{md,html,json} on the watch's run; a warning line when that failed."""
+    from benchtrack.report.publish import publish_memory_report
+    from benchtrack.results import timeline_to_dict
+    from benchtrack.tracking.store import MlflowStore
+
+    try:
+        store = MlflowStore(uri)
+    except TrackingError as exc:
+        return f"could not log the report of run {run_id}: {exc}"
+    return publish_memory_report(store, run_id, document, timeline_to_dict(timeline))
 
 
 def _keep_unsaved(timeline: Any) -> Path:

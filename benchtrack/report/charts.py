@@ -10,6 +10,7 @@ needed, no figure outlives the call, the caller's own pyplot backend is left alo
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -295,3 +296,59 @@ def _duration(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.3g} s"
     return f"{seconds * 1000:.3g} ms"
+
+
+# --- distributions of a comparison --------------------------------------------------------------
+
+BASELINE_COLOR = "#495057"
+CANDIDATE_COLOR = "#d9480f"
+
+
+def distribution_chart(benchmark: str, metric: str, baseline: list[float], candidate: list[float], *,
+                       subtitle: str = "") -> bytes:
+    """PNG bytes of one comparison: each side's per-process centres as a strip over a box plot,
+    one colour per side, every point labelled with its worker process index (p0, p1, ...).
+    Small (400 x 250 px) and deterministic: the same numbers give the same bytes."""
+    scale, unit = _value_unit(metric, [*baseline, *candidate])
+    figure = Figure(figsize=(5.0, 3.1), dpi=80, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    figure.suptitle(f"{benchmark}: {metric}", fontsize=10, fontweight="bold")
+    if subtitle:
+        ax.set_title(subtitle, fontsize=8, loc="left", color="#333333")
+    for position, (label, values, color) in enumerate((("baseline", baseline, BASELINE_COLOR),
+                                                        ("candidate", candidate, CANDIDATE_COLOR))):
+        shown = np.asarray(values, dtype=float) / scale
+        if shown.size >= 3:
+            ax.boxplot([shown], positions=[position], widths=0.5, showfliers=False, medianprops={"color": color},
+                       boxprops={"color": color, "alpha": 0.6}, whiskerprops={"color": color, "alpha": 0.6},
+                       capprops={"color": color, "alpha": 0.6})
+        offsets = np.linspace(-0.16, 0.16, shown.size) if shown.size > 1 else np.zeros(shown.size)
+        ax.scatter(position + offsets, shown, s=22, color=color, zorder=3, label=f"{label} ({shown.size} processes)")
+        for process, (x, y) in enumerate(zip(position + offsets, shown, strict=True)):
+            if shown.size <= 12:  # labels of more processes would only overlap
+                ax.annotate(f"p{process}", (float(x), float(y)), xytext=(4, 0), textcoords="offset points",
+                            fontsize=6.5, color=color, va="center")
+    ax.set_xticks([0, 1], ["baseline", "candidate"])
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_ylabel(f"per-process centre ({unit})" if unit else "per-process centre", fontsize=8)
+    ax.tick_params(labelsize=7.5)
+    ax.grid(True, axis="y", alpha=0.3)
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", metadata={"Software": None})
+    finally:
+        figure.clear()
+    return buffer.getvalue()
+
+
+def _value_unit(metric: str, values: list[float]) -> tuple[float, str]:
+    largest = max((abs(v) for v in values), default=0.0)
+    if metric.endswith("_bytes"):
+        return MIB, "MiB"
+    if metric.endswith("_s"):
+        for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+            if largest >= scale:
+                return scale, unit
+        return 1e-9, "ns"
+    return 1.0, ""

@@ -94,9 +94,14 @@ class ItemState:
         self.loops: int | None = None
         self.error: str | None = None
         self.instruction_error: str | None = None
+        self.started_at: float | None = None  # the earliest sample's start over the worker processes
+        self.finished_at: float | None = None  # the latest sample's end
 
     def add(self, reply: dict[str, Any]) -> None:
         self.replies.append(reply)
+        if reply.get("started_at") is not None and reply.get("finished_at") is not None:
+            self.started_at = min(self.started_at or reply["started_at"], reply["started_at"])
+            self.finished_at = max(self.finished_at or reply["finished_at"], reply["finished_at"])
         self.samples.extend(_sample_from_dict(s) for s in reply.get("samples", []))
         self.probes.update(reply.get("probes", {}))
         self.error = reply.get("error")
@@ -173,6 +178,7 @@ class Runner:
             name=item.name, benchmark=spec.name, file=item.file.relative, kind=spec.kind,
             params=item.instance.param_strings, tags=spec.tags, samples=tuple(samples),
             error=error, warmups=item.warmups, probes=state.probes, targets=spec.targets, details=details,
+            started_at=state.started_at, finished_at=state.finished_at,
         )
 
     def wants_instructions(self, state: ItemState) -> bool:

@@ -52,6 +52,8 @@ class WorkerReply:
     probes: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    started_at: float | None = None  # epoch seconds: the first sample's start and the last one's end
+    finished_at: float | None = None
 
 
 def bind_call(instance: BenchmarkInstance) -> tuple[Callable[[], Any], Callable[[], None]]:
@@ -201,6 +203,7 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
     samples: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     loops = request.loops or 1
+    window: list[float] = []  # when the samples were taken, for the run's start and end in MLflow
     try:
         call, teardown = bind_call(instance)
         try:
@@ -211,8 +214,10 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
                     take()
                 gc_probe.clear_pauses()
                 load = MachineLoad.start()
+                window.append(time.time())
                 for index in range(request.samples):
                     samples.append({"process": request.process, "index": index, "loops": loops, "values": take()})
+                window.append(time.time())
                 details = {"gc_pauses_s": [p / 1e9 for p in gc_probe.pauses_ns], "gc_stats": gc.get_stats(),
                            "load": load.stop()}
         finally:
@@ -221,7 +226,7 @@ def run_worker(request: WorkerRequest) -> WorkerReply:
         return WorkerReply(loops, samples, probes, describe_exception(exc), details)
     finally:
         peak.close()
-    return WorkerReply(loops, samples, probes, None, details)
+    return WorkerReply(loops, samples, probes, None, details, *window)
 
 
 def _sampler(taker: SampleTaker, instance: BenchmarkInstance, request: WorkerRequest,

@@ -1,8 +1,9 @@
 """MLflow adapter: the only module that imports mlflow.
 
 One experiment per suite (``benchtrack/<suite>``), a parent run per `benchtrack run`
-invocation, a nested child run per benchmark instance with per-sample values as metric steps,
-summary metrics, params, and the raw samples as a versioned JSON artifact.
+invocation, a nested child run per benchmark instance (started and ended when its samples were
+taken) with per-sample values as metric steps, summary metrics, params, the features later
+comparisons read as one tag, and the raw samples as a versioned JSON artifact.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import tempfile
 import time
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchtrack import results as r
 from benchtrack.analysis.features import HistoryRun, contention, cpu_count, history_metrics, metric_summaries
 from benchtrack.errors import TrackingError
 from benchtrack.results import BenchmarkResult, RunResult, run_result_to_dict
@@ -34,6 +37,19 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAG_VALUE = 5000
 MAX_PARAM_VALUE = 6000
+# The history.* and anomaly.* features of analysis.features, as one compact JSON tag
+# {"v": 1, "features": {name: value}}: MLflow would draw each as a chart nobody reads. Runs
+# logged before this tag kept them as metrics; run_features reads both.
+FEATURES_TAG = "benchtrack.features"
+FEATURES_VERSION = 1
+_LEGACY_FEATURE_PREFIXES = ("history.", "anomaly.")
+
+# Metric keys, laid out for MLflow's run page: it groups charts into sections by the part of the
+# key before the last "/", shows those sections sorted by name ahead of the unprefixed "Model
+# metrics", and sorts charts by key inside a section. The numbers make that order the reading
+# order: what a benchmark tracks itself, time, memory, GC, the worker process; then the
+# summaries ("summary/wall_s.median"); run facts (samples, processes, contention.*) come last.
+SUMMARY_SECTION = "summary"
 
 # Quiet by default: no telemetry, no "View run at" lines on stdout (they break --format json),
 # no INFO chatter, and a dead server fails in seconds rather than after minutes of retries.
@@ -57,6 +73,18 @@ class LoggedBenchmark:
     name: str
     run_id: str
     points: int
+
+
+@dataclass(frozen=True)
+class StoredBenchmarkRun:
+    """One successful run of one benchmark, as `benchtrack history` shows it."""
+
+    suite: str
+    run_id: str
+    start_ms: int
+    commit: str
+    level: str
+    features: Mapping[str, float]
 
 
 class MlflowStore:
@@ -164,7 +192,7 @@ class MlflowStore:
 
     def log_benchmark(self, parent_run_id: str, run: RunResult, bench: BenchmarkResult) -> LoggedBenchmark:
         experiment_id = self.experiment_id(run.suite)
-        now_ms = int(time.time() * 1000)
+        start_ms, end_ms = measuring_window_ms(run, bench)
         tags = {
             **run.metadata,
             "mlflow.parentRunId": parent_run_id,
@@ -186,18 +214,20 @@ class MlflowStore:
             tags["benchtrack.contended"] = "true" if found.contended else "false"
             if found.contended:
                 tags["benchtrack.contention"] = found.reason
+        if bench.ok and bench.samples:
+            tags[FEATURES_TAG] = features_tag_value(history_metrics(bench))
         with _translate_errors(f"cannot log benchmark {bench.name!r}"):
-            child = self._client.create_run(experiment_id, start_time=now_ms, tags=_clip_tags(tags), run_name=bench.name)
+            child = self._client.create_run(experiment_id, start_time=start_ms, tags=_clip_tags(tags), run_name=bench.name)
             run_id = str(child.info.run_id)
-            points = sample_points(bench, now_ms)
-            summary_points = [(key, value, now_ms, 0) for key, value in summary_metrics(bench).items()]
+            points = sample_points(bench, end_ms)
+            summary_points = [(key, value, end_ms, 0) for key, value in summary_metrics(bench).items()]
             self.write_points(run_id, points + summary_points)
             self.log_params(run_id, _params(bench, run))
             document = run_result_to_dict(_single_benchmark_result(run, bench))
             folder, name = RESULT_ARTIFACT.rsplit("/", 1)
             log_artifact_files(child.info.artifact_uri, folder,
                                {name: json.dumps(document, separators=(",", ":"), allow_nan=False)})
-            self._client.set_terminated(run_id, "FINISHED" if bench.ok else "FAILED")
+            self._client.set_terminated(run_id, "FINISHED" if bench.ok else "FAILED", end_time=end_ms)
         return LoggedBenchmark(bench.name, run_id, len(points) + len(summary_points))
 
     def finish_invocation(self, parent_run_id: str, run: RunResult) -> None:
@@ -279,7 +309,7 @@ class MlflowStore:
     def history(self, suite: str, branch: str, fingerprint: str, exclude: frozenset[str] = frozenset(),
                 per_benchmark: int = 30) -> dict[str, list[HistoryRun]]:
         """Earlier successful runs of every benchmark of a suite on this branch and machine,
-        newest first, in one query: their history.* and anomaly.* summary metrics. ``exclude``
+        newest first, in one query: their history.* and anomaly.* features. ``exclude``
         holds run ids and invocation ids; a benchmark run is left out when it, its parent or its
         invocation is excluded."""
         name = EXPERIMENT_PREFIX + suite
@@ -310,6 +340,36 @@ class MlflowStore:
                 run.info.run_id, metrics, processes, invocation=invocation, level=tags.get("benchtrack.level", ""),
                 loops=run.data.params.get("loops", "")))
         return history
+
+    def benchmark_runs(self, benchmark: str, suites: Sequence[str], branch: str | None = None,
+                       fingerprint: str | None = None, limit: int = 5000) -> list[StoredBenchmarkRun]:
+        """The newest ``limit`` successful runs of one benchmark in these suites (on this branch and
+        machine fingerprint when given), newest first; runs of `compare --rerun` are left out, as
+        history() does."""
+        experiments = {}
+        for suite in suites:
+            with _translate_errors(f"cannot read the experiment of suite {suite}"):
+                experiment = self._client.get_experiment_by_name(EXPERIMENT_PREFIX + suite)
+            if experiment is not None:
+                experiments[str(experiment.experiment_id)] = suite
+        if not experiments:
+            return []
+        from benchtrack.tracking.baselines import quote_value
+
+        wanted = {"benchtrack.benchmark": benchmark, "benchtrack.git.branch": branch,
+                  "benchtrack.machine.fingerprint": fingerprint}
+        wanted_set = {k: v for k, v in wanted.items() if v is not None}
+        conditions = ["tags.`benchtrack.type` = 'benchmark'", "tags.`benchtrack.status` = 'ok'"]
+        conditions += [f"tags.`{k}` = {quote_value(v)}" for k, v in wanted_set.items() if quote_value(v) is not None]
+        found = []
+        for run in self._search(list(experiments), " and ".join(conditions), max_results=5000):
+            tags = run.data.tags
+            if any(tags.get(k) != v for k, v in wanted_set.items()) or tags.get(RERUN_MODE_KEY):
+                continue  # values MLflow's filter syntax cannot quote are checked here
+            found.append(StoredBenchmarkRun(experiments[str(run.info.experiment_id)], str(run.info.run_id),
+                                            int(run.info.start_time or 0), tags.get("mlflow.source.git.commit", ""),
+                                            tags.get("benchtrack.level", ""), run_features(run)))
+        return found[:limit]
 
     def log_calibration(self, fingerprint: str, created_at: float, document: str) -> str:
         """An A/A calibration (benchtrack.calibration/1 JSON) as a run of its own experiment,
@@ -363,8 +423,63 @@ Point = tuple[str, float, int, int]
 
 def run_features(run: Any) -> dict[str, float]:
     """A benchmark run's history.* and anomaly.* features (see analysis.features), as the store
-    returned the run; the one place that knows where they are kept."""
-    return {k: float(v) for k, v in run.data.metrics.items() if k.startswith(("history.", "anomaly."))}
+    returned the run; the one place that knows where they are kept: the FEATURES_TAG, else (runs
+    logged before it) metrics of those names."""
+    text = run.data.tags.get(FEATURES_TAG)
+    if text is None:
+        return {k: float(v) for k, v in run.data.metrics.items() if k.startswith(_LEGACY_FEATURE_PREFIXES)}
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return {}  # a clipped or hand-edited tag: the run has no usable history, like one without features
+    if not isinstance(document, dict) or document.get("v") != FEATURES_VERSION:
+        return {}  # a newer benchtrack's format: not ours to guess
+    features = document.get("features")
+    if not isinstance(features, dict):
+        return {}
+    return {str(k): float(v) for k, v in features.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def features_tag_value(features: Mapping[str, float]) -> str:
+    """The FEATURES_TAG text: compact JSON; non-finite values are left out (a missing feature
+    and a non-finite one are both dropped by the history readers)."""
+    finite = {k: float(v) for k, v in features.items() if math.isfinite(v)}
+    text = json.dumps({"v": FEATURES_VERSION, "features": finite}, separators=(",", ":"), allow_nan=False)
+    if len(text) > MAX_TAG_VALUE:
+        raise TrackingError(f"the run's features take {len(text)} characters, more than an MLflow tag holds "
+                            f"({MAX_TAG_VALUE})")
+    return text
+
+
+def measuring_window_ms(run: RunResult, bench: BenchmarkResult) -> tuple[int, int]:
+    """When the benchmark was measured (its first sample's start, its last sample's end), in
+    epoch milliseconds; results without those times (older files, imports) take the run's."""
+    if bench.started_at is not None and bench.finished_at is not None:
+        return int(bench.started_at * 1000), int(bench.finished_at * 1000)
+    finished = run.finished_at if run.finished_at > run.started_at else time.time()
+    return int(run.started_at * 1000), int(finished * 1000)
+
+
+def sample_metric_key(name: str) -> str:
+    """The MLflow key of a per-sample metric: its chart section, "/", its name."""
+    if name.startswith(r.TRACK_PREFIX):
+        section = "0 tracked"
+    elif name in (r.WALL, r.CPU, r.INSTRUCTIONS):
+        section = "1 time"
+    elif name.startswith(("rss_", "uss_", "tracemalloc_")):
+        section = "2 memory"
+    elif name.startswith("gc_"):
+        section = "3 gc"
+    elif name in (PROCESS_METRIC, r.CTX_INVOLUNTARY):
+        section = "4 process"
+    else:
+        section = "5 other"
+    return f"{section}/{name}"
+
+
+def summary_metric_key(name: str, statistic: str) -> str:
+    """The MLflow key of a summary statistic, e.g. "summary/wall_s.median"."""
+    return f"{SUMMARY_SECTION}/{name}.{statistic}"
 
 
 def log_artifact_files(artifact_uri: str, folder: str, files: Mapping[str, str | Path]) -> None:
@@ -387,15 +502,16 @@ def log_artifact_files(artifact_uri: str, folder: str, files: Mapping[str, str |
 def sample_points(bench: BenchmarkResult, timestamp_ms: int) -> list[Point]:
     """Each sample becomes one step, its process index logged beside its values."""
     points: list[Point] = []
+    process_key = sample_metric_key(PROCESS_METRIC)
     for step, sample in enumerate(bench.samples):
-        points.append((PROCESS_METRIC, float(sample.process), timestamp_ms, step))
-        points.extend((key, float(value), timestamp_ms, step) for key, value in sample.values.items())
+        points.append((process_key, float(sample.process), timestamp_ms, step))
+        points.extend((sample_metric_key(key), float(value), timestamp_ms, step) for key, value in sample.values.items())
     return points
 
 
 def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
     metrics = {
-        f"{name}.{statistic}": value
+        summary_metric_key(name, statistic): value
         for name, stats in metric_summaries(bench).items()
         for statistic, value in stats.items()
     }
@@ -406,8 +522,6 @@ def summary_metrics(bench: BenchmarkResult) -> dict[str, float]:
         if found.others_cpus is not None:
             metrics["contention.others_cpus"] = found.others_cpus
     metrics["processes"] = float(bench.process_count)
-    if bench.ok and bench.samples:
-        metrics.update(history_metrics(bench))
     return metrics
 
 

@@ -119,10 +119,14 @@ class SnapshotBaselines:
     def promotes(self) -> bool:
         return False
 
-    def baselines(self, suite: str, branch: str, fingerprint: str) -> Baselines:  # noqa: ARG002 - taken as given
-        mine = [snapshot for snapshot in self._snapshots if snapshot.suite == suite]
-        entries = [e for snapshot in mine for e in snapshot.entries]
-        source = f"snapshot ({mine[0].branch})" if mine else "no snapshot of this suite"
+    def baselines(self, suite: str, branch: str, fingerprint: str) -> Baselines:  # noqa: ARG002 - the run warned
+        mine = next((snapshot for snapshot in self._snapshots if snapshot.suite == suite), None)
+        if mine is None:
+            return Baselines({}, (), "no snapshot of this suite")
+        source = f"snapshot ({mine.branch})"
+        if mine.fingerprint != fingerprint:
+            source = f"snapshot ({mine.branch}) from ANOTHER MACHINE ({mine.fingerprint})"
+        entries = mine.entries
         return Baselines({e.benchmark: e.result.benchmarks[0] for e in entries}, tuple(e.run_id for e in entries), source)
 
 

@@ -39,6 +39,7 @@ from benchtrack.analysis.compare import (
     estimate_side,
     history_run_noise,
     pool_with_history,
+    process_centres,
     spec_for,
     within_terms,
 )
@@ -95,6 +96,8 @@ class Report:
     skipped: Mapping[str, str] = field(default_factory=dict)  # benchmark -> why it was not compared
     contention: Mapping[str, tuple[Contention, Contention]] = field(default_factory=dict)  # (baseline, candidate)
     shifts: tuple[SuiteShift, ...] = ()
+    # (benchmark, metric) -> per-process centres (baseline, candidate), natural units: for charts
+    process_centres: Mapping[tuple[str, str], tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {verdict: sum(1 for c in self.comparisons if c.verdict == verdict) for verdict in VERDICTS}
@@ -196,7 +199,12 @@ def compare_results(
         skipped=skipped,
         contention=contended,
         shifts=tuple(shifts),
+        process_centres={(p.name, p.spec.name): (_centres(p.base, p.spec), _centres(p.cand, p.spec)) for p in pending},
     )
+
+
+def _centres(side: Side, spec: MetricSpec) -> tuple[float, ...]:
+    return tuple(float(v) for v in process_centres(side, log_scale=False, centre=spec.centre))
 
 
 def _not_comparable(base: BenchmarkResult, cand: BenchmarkResult) -> str | None:
