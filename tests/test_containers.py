@@ -23,7 +23,7 @@ from benchtrack.results import OomEvent
 
 MB = 1024 * 1024
 POLL_S = 0.5
-WATCH_LIMIT_S = 40.0
+WATCH_LIMIT_S = 90.0  # an upper bound only: the watch ends once the container stays dead; kills came 13 s apart once
 DEAD_FOR_S = 3.0
 
 
@@ -106,7 +106,7 @@ def test_watch_cli_reports_the_oom_kills_of_a_container(podman_engine: PodmanEng
     podman_engine.run("bt-oom-cli", allocator_command(delay_s=1), restart="on-failure:1")
     started = time.monotonic()
     result: Invoked = invoke(["watch", "--container", "bt-oom-cli", "--docker-url", podman_engine.url, "--interval", "0.5",
-                              "--duration", "20", "--no-track", "--format", "json"])
+                              "--duration", "60", "--no-track", "--format", "json"])
     elapsed = time.monotonic() - started
     assert result.exit_code == 0, result
     document = json.loads(result.stdout)
@@ -117,7 +117,9 @@ def test_watch_cli_reports_the_oom_kills_of_a_container(podman_engine: PodmanEng
     assert {e["kind"] for e in document["oom_events"]} <= {"restart", "exit_137"}
     assert document["limit_mb"] == 64.0
     assert document["peak_mb"] > 0
-    assert elapsed < 20  # the watch ends when the container has exited for good, not at --duration
+    # the watch ends when the container has exited for good, not at --duration (podman took 13-17 s to
+    # restart an OOM-killed container here, so both kills take 20-30 s)
+    assert elapsed < 60
 
 
 # --- no engine needed --------------------------------------------------------------------------

@@ -7,7 +7,8 @@ JSON (``benchtrack.watch/1``) on stdout with ``--format json``::
      "end_mb": float, "peak_mb": float,
      "leak": {"detected": bool, "slope_mb_per_min": float, "ci_low": float, "ci_high": float,
               "severity": "critical" | "major" | "minor" | "none", ...},
-     "oom_events": [{"time_s": float, "kind": str, "detail": str}, ...], ...}
+     "oom_events": [{"time_s": float, "kind": str, "detail": str}, ...], ...,
+     "timeline": benchtrack.timeline/1 (the samples, for `benchtrack report`)}
 
 Never NaN: with too few samples after the warm-up the verdict has no slope; the document then
 says ``"detected": false``, ``"severity": "none"``, ``0.0`` for slope, interval and growth, and
@@ -290,6 +291,8 @@ def _number(value: float) -> float:
 
 def watch_document(timeline: Any, leak: Any, summary: dict[str, Any], *, kind: str, level: str, exit_code: int | None,
                    run_id: str | None, failing: bool) -> dict[str, Any]:
+    from benchtrack.results import timeline_to_dict
+
     judged = math.isfinite(leak.slope_mb_per_min)
     return {
         "schema": WATCH_SCHEMA,
@@ -319,6 +322,8 @@ def watch_document(timeline: Any, leak: Any, summary: dict[str, Any], *, kind: s
         "level": level,
         "failed": failing,
         "run_id": run_id,
+        # the samples themselves, so `benchtrack report watch.json --format html` can draw them
+        "timeline": timeline_to_dict(timeline),
     }
 
 
