@@ -387,4 +387,4 @@ def main() -> None:
 
 
 # Command modules register themselves on `app`; imported last because they import from here.
-from benchtrack.cli import compare_cmd, export_cmd, history_cmd, report_cmd, ui_cmd, watch_cmd  # noqa: E402, F401
+from benchtrack.cli import compare_cmd, export_cmd, history_cmd, load_cmd, report_cmd, ui_cmd, watch_cmd  # noqa: E402, F401

@@ -117,6 +117,9 @@ def compare_command(
         bool, typer.Option("--duet", help="With --rerun: run both sides at once, each pinned to its own CPU, round after "
                                           "round (levels file: [rerun] mode).")
     ] = False,
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="With two load runs: also draw latency and memory side by side as a PNG.")
+    ] = None,
 ) -> None:
     """Compare two runs: files (benchtrack, pytest-benchmark, pyperf, baseline snapshots), run ids or git refs.
 
@@ -155,6 +158,11 @@ def compare_command(
                        secrets.randbelow(2**31) if seed is None else seed, output_format)
     if candidate is None:
         raise UsageError("compare needs a candidate (or --rerun, which measures the work tree)")
+    from benchtrack.cli.load_cmd import compare_load_operands
+
+    load_code = compare_load_operands(baseline, candidate, tracking_uri, output_format, chart)  # two `benchtrack load` runs
+    if load_code is not None:
+        raise typer.Exit(load_code)
     lazy = _LazyStore(tracking_uri)
     fingerprint = machine_fingerprint()
     left = resolve(baseline, lazy, fingerprint, Path.cwd())

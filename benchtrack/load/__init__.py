@@ -1,0 +1,1 @@
+"""Load scenarios: replay a production request pattern against a service and measure it."""
