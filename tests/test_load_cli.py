@@ -302,7 +302,8 @@ def test_the_example_scenario_runs_from_the_repository_and_finds_its_leak(tmp_pa
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-m", "benchtrack", "load", "experiments/load/checkout.toml", "--duration", "14s",
                            "--warmup", "2s", "--no-track", "--format", "json"], cwd=root, capture_output=True, text=True,
-                          check=False, timeout=180, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+                          check=False, timeout=180,
+                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert done.returncode in (0, 1), done.stderr
     document = json.loads(done.stdout)
     assert document["schema"] == "benchtrack.load/1"
