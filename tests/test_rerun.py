@@ -278,8 +278,8 @@ def test_duet_rounds_with_instruction_counts(repo: tuple[Path, dict[str, str]], 
     # Duet rounds are wiring here, not power: on this 2-vCPU VM two workers at once disturb each
     # other so much that +15% stayed inconclusive after 48 rounds (interval -8%..+21%), where
     # interleaved rounds decide it by round 16. The instruction count decides it regardless.
-    assert _wall(slower)["verdict"] in ("regression", "inconclusive"), _wall(slower)
-    assert _wall(slower)["change"] > 0, _wall(slower)
+    assert _wall(slower)["verdict"] in ("regression", "inconclusive"), _wall(slower)  # never an improvement
+    assert _wall(slower)["ci_high"] > 0, _wall(slower)  # the +15% stays inside its interval (its sign may not)
     assert instructions(slower)["verdict"] == "regression", instructions(slower)
     assert 0.13 < instructions(slower)["change"] < 0.16  # 15% more loop iterations, the call around them unchanged
 

@@ -247,3 +247,24 @@ def _regressed_rows(markdown: str) -> list[str]:
         elif column is not None and any(cell.lower().startswith("regression") for cell in cells):
             names.add(cells[column])
     return sorted(names)
+
+
+@pytest.mark.slow
+def test_a_first_quick_run_says_how_to_reach_a_verdict_and_the_next_one_reaches_it(project: Path) -> None:
+    _commit(project, 3000, 3000, "first")
+    env = {**__import__("os").environ, "MLFLOW_TRACKING_URI": ""}
+
+    def run(level: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "benchtrack", "run", "experiments", "--level", level], cwd=project,
+                              env=env, capture_output=True, text=True, check=False, timeout=600)
+
+    first = run("quick")
+    assert first.returncode == 0, first.stderr
+    assert "examples: no baseline yet" in first.stdout
+    assert "level quick never sets one: run `benchtrack run experiments --level comprehensive` once on branch main" \
+        in " ".join(first.stderr.split()), first.stderr
+    assert run("comprehensive").returncode == 0
+    again = run("quick")
+    assert again.returncode in (0, 1), again.stderr
+    assert "examples: against main baselines" in again.stdout, again.stdout
+    assert "never sets one" not in again.stderr

@@ -183,9 +183,10 @@ def _print_run_tables(invocation: Any, judgements: list[Any], level: Any, config
     print_run_table(invocation, console)
     for judgement in judgements:
         title = f"{judgement.suite}: against {judgement.baseline_source}" if judgement.report.comparisons \
-            else f"{judgement.suite}: no baseline yet"
+            else f"{judgement.suite}: no baseline yet" if not judgement.baselines \
+            else f"{judgement.suite} ({judgement.baselines} baselines, but no metric they share with this run)"
         print_verdicts(judgement.report, level, console, title, judgement.promotions)
-        if not judgement.report.comparisons and not level.promote:
+        if not judgement.baselines and not level.promote:
             stderr.print(f"benchtrack: {judgement.suite} has no baseline yet and level {level.name} never sets one: "
                          f"run `benchtrack run {folder} --level comprehensive` once on branch {config.baseline_branch} "
                          "with a clean work tree, then this level is judged against it",

@@ -480,7 +480,7 @@ def bisect_command(
                        "end_to_end": index == 0} for index, s in enumerate(steps)],
         })
     else:
-        table = Table(title=f"{benchmark}: bisect {result.good[:10]}..{result.bad[:10]} (each step against GOOD)")
+        table = Table(title=escape(f"{benchmark}: bisect {result.good[:10]}..{result.bad[:10]} (each step against GOOD)"))
         for column in ("commit", "outcome", "wall-time change", "interval", "rounds"):
             table.add_column(column)
         for index, s in enumerate(steps):

@@ -148,8 +148,8 @@ def _human(value: float, unit: str) -> str:
 
 
 def _print_table(document: dict[str, Any]) -> None:
-    table = Table(title=f"{document['suite']}/{document['benchmark']} {document['metric']} on {document['branch']} "
-                        f"@ {document['fingerprint']}")
+    table = Table(title=escape(f"{document['suite']}/{document['benchmark']} {document['metric']} on {document['branch']} "
+                               f"@ {document['fingerprint']}"))
     for column in ("time (UTC)", "commit", "level", document["metric"], "vs previous", "promoted", "change point"):
         table.add_column(escape(column))
     points = {p["index"]: p for p in document["change_points"]}

@@ -89,6 +89,9 @@ def print_json(document: Mapping[str, Any]) -> None:
     print(json.dumps(document, indent=2, allow_nan=False))
 
 
+MAX_TRACKED_ROWS = 25  # per benchmark in the terminal table
+
+
 def print_run_table(invocation: Invocation, console: Console) -> None:
     table = Table(title=f"benchtrack run - level {invocation.level.name}", show_lines=False)
     for column, justify in (
@@ -145,8 +148,13 @@ def _tracked_table(benches: list[BenchmarkResult]) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for bench in benches:
         checks = {c.target: c for c in check_targets(bench)}
-        for metric in bench.metric_names():
-            if not metric.startswith(r.TRACK_PREFIX):
+        metrics = [m for m in bench.metric_names() if m.startswith(r.TRACK_PREFIX)]
+        # a self-benchmark may track hundreds of values: the terminal gets the targets and the first
+        # few, the JSON output and MLflow get them all
+        shown = [m for m in metrics if any(t.startswith(m + ".") for t in checks)]
+        shown += [m for m in metrics if m not in shown][:max(0, MAX_TRACKED_ROWS - len(shown))]
+        for metric in metrics:
+            if metric not in shown:
                 continue
             stats = summarize(bench.series(metric))
             target = ""
@@ -156,6 +164,9 @@ def _tracked_table(benches: list[BenchmarkResult]) -> Table:
                     target = f"{statistic} <= {check.limit:g}: " + ("[green]met[/]" if check.met else "[red]missed[/]")
             table.add_row(escape(bench.name), escape(metric.removeprefix(r.TRACK_PREFIX)), f"{stats.median:.4g}",
                           f"{stats.min:.4g}", f"{stats.max:.4g}", target)
+        if len(metrics) > len(shown):
+            table.add_row(escape(bench.name), f"... {len(metrics) - len(shown)} more (--format json, or the MLflow run)",
+                          "", "", "", "")
     return table
 
 

@@ -43,6 +43,7 @@ class SuiteJudgement:
     baseline_source: str
     promotions: Mapping[str, PromotionDecision] = field(default_factory=dict)
     checks: tuple[MemoryCheck, ...] = ()
+    baselines: int = 0  # benchmarks of the suite with a baseline (a suite of track benchmarks has some, compares none)
 
     def failing(self, level: Level) -> bool:
         return bool(self.report.failing(level)) or any(not c.passed and level.fails(c.severity) for c in self.checks)
@@ -159,4 +160,4 @@ def _judge_suite(outcome: SuiteOutcome, config: Config, level: Level, store: Any
                 registry.promote(run_id, decision.reason)
             promotions[bench.name] = decision
     checks = tuple(check for bench_checks in checks_by_bench.values() for check in bench_checks)
-    return SuiteJudgement(run.suite, report, found.source, promotions, checks)
+    return SuiteJudgement(run.suite, report, found.source, promotions, checks, len(found.results))
