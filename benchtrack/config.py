@@ -101,6 +101,9 @@ class Config:
     gc_pause_p95_s: float = 0.1  # GC pause p95 above this fails a GC check
     rerun: RerunSettings = field(default_factory=RerunSettings)
     calibration_max_age_s: float = 30 * 86400.0  # an older A/A calibration is not used
+    # [load.alerts] memory_mb, cpu_percent, growth_mb_per_min: alerts of every `benchtrack load`
+    # (a scenario's [alerts] and the --alert-* options override them one by one)
+    load_alerts: Mapping[str, float] = field(default_factory=dict)
 
     def thresholds_for(self, level: Level, benchmark: str, base_name: str) -> dict[str, Thresholds]:
         """Defaults, then the level's, then the benchmark's (by full name, else base name)."""
@@ -132,7 +135,7 @@ def load_config(path: Path | None) -> Config:
     levels = data.get("levels", {})
     if not isinstance(levels, dict) or ("levels" in data and not levels):
         raise ConfigError(f"{path}: [levels] must hold [levels.<name>] tables")
-    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline", "memory", "rerun"}
+    unknown = set(data) - {"schema", "levels", "thresholds", "benchmarks", "baseline", "memory", "rerun", "load"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown))}")
     defaults = {**DEFAULT_THRESHOLDS, **_parse_thresholds(path, "thresholds", data.get("thresholds", {}))}
@@ -160,7 +163,17 @@ def load_config(path: Path | None) -> Config:
         rerun=_parse_rerun(path, data.get("rerun", {})),
         calibration_max_age_s=86400.0 * _bounded_number(path, "baseline.calibration_max_age_days",
                                                         baseline.get("calibration_max_age_days", 30), 0.0, 1e6),
+        load_alerts=_parse_load_alerts(path, data.get("load", {})),
     )
+
+
+LOAD_ALERT_KEYS = ("memory_mb", "cpu_percent", "growth_mb_per_min")
+
+
+def _parse_load_alerts(path: Path, value: Any) -> dict[str, float]:
+    load = _known(path, "load", value, {"alerts"})
+    alerts = _known(path, "load.alerts", load.get("alerts", {}), set(LOAD_ALERT_KEYS))
+    return {key: float(_bounded_number(path, f"load.alerts.{key}", alerts[key], 1e-9, 1e12)) for key in alerts}
 
 
 def _parse_rerun(path: Path, value: Any) -> RerunSettings:

@@ -310,3 +310,19 @@ def test_the_example_scenario_runs_from_the_repository_and_finds_its_leak(tmp_pa
     assert document["success_rate"] == 1.0
     assert document["memory"]["leak"]["detected"], document["memory"]
     assert any("memory growth" in line for line in done.stderr.splitlines()), done.stderr  # the growth alert fired
+
+
+def test_alerts_of_the_levels_file_apply_and_the_command_line_wins(servers: dict[str, Server], chdir_tmp: Path) -> None:
+    (chdir_tmp / "experiments").mkdir()
+    (chdir_tmp / "experiments" / "levels.toml").write_text(
+        'schema = "benchtrack.levels/1"\n[load.alerts]\ngrowth_mb_per_min = 5\nmemory_mb = 100000\n', encoding="utf-8")
+    common = ["load", servers["leaky"].url, "--monitor-pid", servers["leaky"].pid, "--rate", "20", "--duration", "4",
+              "--interval", "0.25", "--no-track", "--format", "json"]
+    from_file = json.loads(invoke_cli(common).stdout)
+    assert [a["kind"] for a in from_file["alerts"]] == ["growth"], from_file["alerts"]
+    overridden = json.loads(invoke_cli([*common, "--alert-growth", "100000"]).stdout)
+    assert overridden["alerts"] == []
+
+    (chdir_tmp / "experiments" / "levels.toml").write_text(
+        'schema = "benchtrack.levels/1"\n[load.alerts]\ngrowth = 5\n', encoding="utf-8")
+    assert_one_error_line(invoke_cli(common), "load.alerts", "growth")

@@ -156,7 +156,7 @@ def test_a_run_id_renders_its_report_even_from_a_benchmark_run(runs: Runs, tmp_p
 
 def test_markdown_has_the_headline_then_the_table_worst_first_then_details(mixed: dict[str, Any]) -> None:
     text = render_markdown(build_report(mixed))
-    assert text.startswith("## ❌ benchtrack run: bench: fails level quick")
+    assert text.startswith("## ❌ benchtrack run: bench — fails level quick")
     assert re.search(r"\*\*\d+ regressions \(2 critical[,)].*, 1 improvement, \d+ inconclusive, \d+ unchanged, 1 leak\*\*", text)
     assert "fails on `major`" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "wall_s" in line]

@@ -138,7 +138,7 @@ def _unit(metric: str) -> str:
 
 
 def _human(value: float, unit: str) -> str:
-    from benchtrack.cli.render import format_bytes, format_seconds
+    from benchtrack.units import format_bytes, format_seconds
 
     if unit == "s":
         return format_seconds(value)

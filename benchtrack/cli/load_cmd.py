@@ -91,14 +91,14 @@ def load_command(
     if tag is not None and tag not in TAGS:
         raise UsageError(f"--tag must be one of {', '.join(TAGS)}, got {tag!r}")
     scenario = _scenario(target, rate, users, think, duration, warmup, timeout, endpoint)
-    scenario = _with_alerts(scenario, alert_memory, alert_cpu, alert_growth)
+    config = load_cli_config(None)
+    scenario = _with_alerts(_with_level_alerts(scenario, config.load_alerts), alert_memory, alert_cpu, alert_growth)
     monitor = _monitor_choice(scenario, monitor_pid, monitor_container, docker_url, monitor_cgroup)
     if scenario.scaling is not None:
         _scaling_command(scenario, monitor, interval, seed, output, None if no_track else _tracking_uri(tracking_uri),
                          output_format)
     interval_s = parse_duration(interval) if interval is not None else (
         scenario.monitor.interval_s if scenario.monitor else 1.0)
-    config = load_cli_config(None)
     uri = None if no_track else _tracking_uri(tracking_uri)  # a malformed URI fails now, not after the load
     stderr = Console(stderr=True)
     if monitor is not None and "command" in monitor:
@@ -279,6 +279,17 @@ def _scenario(target: str, rate: float | None, users: int | None, think: str, du
     if scenario.warmup_s >= scenario.duration_s:
         raise UsageError(f"--warmup ({scenario.warmup_s:g} s) must be shorter than the duration ({scenario.duration_s:g} s)")
     return scenario
+
+
+def _with_level_alerts(scenario: Any, level_alerts: dict[str, float] | Any) -> Any:
+    """[load.alerts] of the levels file, under the scenario's own [alerts] (which win key by key)."""
+    from benchtrack.load.scenario import AlertSpec
+
+    if not level_alerts:
+        return scenario
+    own = scenario.alerts or AlertSpec()
+    merged = {key: getattr(own, key) if getattr(own, key) is not None else value for key, value in level_alerts.items()}
+    return replace(scenario, alerts=replace(own, **merged))
 
 
 def _with_alerts(scenario: Any, memory_mb: float | None, cpu_percent: float | None, growth: float | None) -> Any:

@@ -17,22 +17,9 @@ from benchtrack.analysis.stats import between_process_cv, summarize
 from benchtrack.analysis.targets import check_targets
 from benchtrack.results import BenchmarkResult
 from benchtrack.session import Invocation
+from benchtrack.units import format_bytes, format_seconds
 
 RUN_SCHEMA = "benchtrack.run/1"
-
-
-def format_seconds(value: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def format_bytes(value: float) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(value) >= scale:
-            return f"{value / scale:.1f} {unit}"
-    return f"{value:.0f} B"
 
 
 def invocation_document(invocation: Invocation, tracking_uri: str | None) -> dict[str, Any]:

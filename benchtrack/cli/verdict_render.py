@@ -12,9 +12,9 @@ from rich.table import Table
 
 from benchtrack import results as r
 from benchtrack.analysis.compare import Comparison
-from benchtrack.cli.render import format_bytes, format_seconds
 from benchtrack.config import Level
 from benchtrack.probes.instructions import BLIND_SPOTS
+from benchtrack.units import format_bytes, format_seconds
 from benchtrack.verdicts import PromotionDecision, Report
 from benchtrack.verdicts.judging import MemoryCheck
 
@@ -127,7 +127,9 @@ def print_verdicts(report: Report, level: Level, console: Console, title: str,
         )
     console.print(table)
     counts = report.counts()
-    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (fail on: {level.fail_on})", highlight=False)
+    hidden = sum(1 for c in report.comparisons if not _shown(c))
+    note = f"; {hidden} unchanged or inconclusive results of other metrics than wall time not listed" if hidden else ""
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f" (fail on: {level.fail_on}){note}", highlight=False)
     _print_notes(report, console, promotions)
 
 

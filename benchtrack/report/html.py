@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from benchtrack.report.markdown import detail_items, headline_text, percent, shown_in_table, status_text
+from benchtrack.units import format_metric
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem auto;max-width:1200px;color:#212529;
@@ -53,8 +54,9 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 def render_html(report: Mapping[str, Any], distributions: Sequence[tuple[str, bytes]] = (),
                 timeline_png: bytes | None = None) -> str:
     """``distributions``: (caption, PNG bytes) per charted comparison; ``timeline_png``: the memory chart."""
-    parts = [f"<h1 class=\"{'failed' if report['failed'] else 'passed'}\">{'❌' if report['failed'] else '✅'} "
-             f"{escape(str(report['title']))}: {escape(status_text(report))}</h1>", _facts(report)]
+    # a word, not an emoji: headless browsers and CI artifact viewers often lack an emoji font
+    parts = [f"<h1 class=\"{'failed' if report['failed'] else 'passed'}\">{'FAILED' if report['failed'] else 'PASSED'} · "
+             f"{escape(str(report['title']))} — {escape(status_text(report))}</h1>", _facts(report)]
     if report["memory"]:
         parts.append(_memory(report["memory"]))
     if timeline_png:
@@ -64,7 +66,10 @@ def render_html(report: Mapping[str, Any], distributions: Sequence[tuple[str, by
     if distributions:
         figures = "".join(f"<figure>{_image(png, caption, 400)}<figcaption>{escape(caption)}</figcaption></figure>"
                           for caption, png in distributions)
-        parts.append(f"<h2>Distributions by worker process</h2><div class=\"charts\">{figures}</div>")
+        moved = len({(r["suite"], r["benchmark"]) for r in report["verdicts"] if r["verdict"] != "unchanged"})
+        note = (f"<p>The {len(distributions)} worst of the {moved} benchmarks that changed or stayed inconclusive.</p>"
+                if moved > len(distributions) else "")
+        parts.append(f"<h2>Distributions by worker process</h2>{note}<div class=\"charts\">{figures}</div>")
     parts.append(_details(report))
     body = "\n".join(parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -98,8 +103,9 @@ def _verdict_table(report: Mapping[str, Any]) -> str:
         ci = f"[{percent(row['ci_low'])}, {percent(row['ci_high'])}]"
         body.append(
             f"<tr class=\"{escape(row['verdict'])}\"><td>{escape(row['suite'])}</td><td>{escape(row['benchmark'])}</td>"
-            f"<td>{escape(row['metric'])}</td>{_num(row['baseline'], format(row['baseline'], '.4g'))}"
-            f"{_num(row['candidate'], format(row['candidate'], '.4g'))}{_num(row['change'], percent(row['change']))}"
+            f"<td>{escape(row['metric'])}</td>{_num(row['baseline'], format_metric(row['metric'], row['baseline']))}"
+            f"{_num(row['candidate'], format_metric(row['metric'], row['candidate']))}"
+            f"{_num(row['change'], percent(row['change']))}"
             f"{_num(row['ci_low'], ci)}{_num(row['p_adjusted'], format(row['p_adjusted'], '.2g'))}"
             f"<td data-sort=\"{_SEVERITY_ORDER.get(row['severity'], 0)}\">{escape(row['severity'])}</td>"
             f"<td class=\"verdict\">{escape(row['verdict'])}{flags}</td></tr>")

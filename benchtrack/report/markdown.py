@@ -86,7 +86,7 @@ def _headline(report: Mapping[str, Any]) -> list[str]:
     facts = [f"level `{report['level']}`" if report.get("level") else None,
              f"fails on `{report['fail_on']}`" if report.get("fail_on") else None,
              f"commit `{str(report['commit'])[:12]}`" if report.get("commit") else None]
-    lines = [f"## {mark} {escape(report['title'])}: {status_text(report)}", ""]
+    lines = [f"## {mark} {escape(report['title'])} — {status_text(report)}", ""]
     if report["kind"] in ("run", "compare"):
         lines.append(f"**{headline_text(report)}**" + "".join(f" · {fact}" for fact in facts if fact))
         lines.append("")
