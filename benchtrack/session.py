@@ -7,12 +7,13 @@ Measured data is never lost to a store failure: results are written to a spool f
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from benchtrack.analysis.leaks import LeakThresholds
 from benchtrack.config import ALL_BENCHMARKS, Config, Level, find_levels_file, load_config, select_level
@@ -27,6 +28,17 @@ INVOCATION_KEY = "benchtrack.invocation"
 # interleaved processes are not comparable with a level's runs, so history leaves them out.
 RERUN_MODE_KEY = "benchtrack.rerun.mode"
 SPOOL_FOLDER = Path(".benchtrack") / "unsaved"
+
+
+def keep_unsaved(prefix: str, document: Mapping[str, Any], suffix: str = ".json") -> Path:
+    """A measurement the store did not take, as JSON in SPOOL_FOLDER (for `benchtrack import` or a
+    later look): `<prefix>-<time>-<random>.json`, never overwriting another."""
+    SPOOL_FOLDER.mkdir(parents=True, exist_ok=True)
+    path = SPOOL_FOLDER / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}{suffix}"
+    path.write_text(json.dumps(document, allow_nan=False), encoding="utf-8")
+    return path
+
+
 _T = TypeVar("_T")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,13 @@ def fresh_store_uri(template: Path, folder: Path) -> str:
     db = folder / "mlflow.db"
     shutil.copyfile(template, db)
     return sqlite_uri(db)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def mlflow_client(uri: str) -> Any:

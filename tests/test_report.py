@@ -19,7 +19,14 @@ from benchtrack.report.charts import distribution_chart
 from benchtrack.report.markdown import GITHUB_SUMMARY_LIMIT, render_markdown
 from benchtrack.report.model import REPORT_SCHEMA, build_report
 from tests.browser_support import browser_page
-from tests.support import assert_one_error_line, fresh_store_uri, invoke_cli, isolated_git_env, write_bench_folder
+from tests.support import (
+    assert_one_error_line,
+    fresh_store_uri,
+    invoke_cli,
+    isolated_git_env,
+    levels_toml,
+    write_bench_folder,
+)
 
 BENCH = """\
 from benchtrack import benchmark
@@ -34,16 +41,7 @@ def work():
 def steady():
     return sorted(range(200))
 """
-LEVELS = """\
-schema = "benchtrack.levels/1"
-
-[levels.quick]
-processes = 3
-samples = 5
-warmups = 0
-min_sample_time = 0.001
-timeout = 60
-"""
+LEVELS = levels_toml(processes=3, samples=5)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
-from support import fresh_store_uri, invoke_cli, mlflow_client
+from support import free_port, fresh_store_uri, invoke_cli, mlflow_client
 
 from benchtrack.analysis.scaling import fit_scaling
 from benchtrack.load.result import LatencySummary, LoadResult
@@ -22,12 +21,6 @@ from benchtrack.probes.targets import MemoryTarget
 
 SERVER = Path(__file__).with_name("scaling_server.py")
 HOLD_MB = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _scenario_file(tmp_path: Path, port: int, *, levels: str = "[5, 10, 20, 40]", restart: bool = False,
@@ -63,7 +56,7 @@ reset_check = true
 
 @pytest.mark.slow
 def test_memory_per_user_is_found_linear_with_the_known_slope(tmp_path: Path) -> None:
-    scenario = load_scenario(_scenario_file(tmp_path, _free_port()))
+    scenario = load_scenario(_scenario_file(tmp_path, free_port()))
     seen: list[float] = []
     result = run_scaling(scenario, on_level=lambda level: seen.append(level.level))
 
@@ -100,7 +93,7 @@ def _fake_result(scenario: Scenario) -> LoadResult:
 
 @pytest.mark.slow
 def test_restart_starts_a_fresh_target_for_every_level(tmp_path: Path) -> None:
-    scenario = load_scenario(_scenario_file(tmp_path, _free_port(), levels="[1, 2, 3]", restart=True, settle="0.2s",
+    scenario = load_scenario(_scenario_file(tmp_path, free_port(), levels="[1, 2, 3]", restart=True, settle="0.2s",
                                             window="0.6s"))
     targets: list[MemoryTarget] = []
     scenarios: list[Scenario] = []
@@ -167,7 +160,7 @@ def test_the_document_of_a_run_without_a_fit_is_strict_json(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_the_load_command_runs_a_scaling_scenario_and_logs_it(tmp_path: Path, store_template: Path) -> None:
     uri = fresh_store_uri(store_template, tmp_path / "store")
-    path = _scenario_file(tmp_path, _free_port(), levels="[4, 8, 16, 24]")
+    path = _scenario_file(tmp_path, free_port(), levels="[4, 8, 16, 24]")
     result = invoke_cli(["load", path, "--format", "json", "--tracking-uri", uri])
     assert result.exit_code == 0, result
     document = json.loads(result.stdout)

@@ -26,7 +26,16 @@ from typing import Any
 import psutil
 import pytest
 from browser_support import browser_page
-from support import assert_one_error_line, child_runs, fresh_store_uri, invoke_cli, mlflow_client, parent_runs, write_bench_folder
+from support import (
+    assert_one_error_line,
+    child_runs,
+    free_port,
+    fresh_store_uri,
+    invoke_cli,
+    mlflow_client,
+    parent_runs,
+    write_bench_folder,
+)
 
 from benchtrack.tracking.ui_server import group_members
 
@@ -68,12 +77,6 @@ def filled(tmp_path_factory: pytest.TempPathFactory, store_template: Path) -> Fi
         done = invoke_cli(["run", bench, "--tracking-uri", uri])
     assert done.exit_code == 0, done
     return FilledStore(uri, tmp)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Output:

@@ -11,7 +11,6 @@ import re
 import socket
 import tempfile
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,7 +100,7 @@ def load_command(
         scenario.monitor.interval_s if scenario.monitor else 1.0)
     uri = None if no_track else _tracking_uri(tracking_uri)  # a malformed URI fails now, not after the load
     stderr = Console(stderr=True)
-    if monitor is not None and "command" in monitor:
+    if monitor is not None and monitor.command:
         watched = _started_service(monitor, scenario.base_url)  # the service benchtrack starts must listen first
     else:
         _check_reachable(scenario.base_url)
@@ -148,7 +147,7 @@ def load_command(
 # --- scaling scenarios -------------------------------------------------------------------------
 
 
-def _scaling_command(scenario: Any, monitor: dict[str, Any] | None, interval: str | None, seed: int,
+def _scaling_command(scenario: Any, monitor: Any, interval: str | None, seed: int,
                      output: Path | None, uri: str | None, output_format: OutputFormat) -> None:
     """Run a scenario's [scaling] levels, fit memory and CPU against load, log it; exits (1 when
     growth is exponential or the reset check failed)."""
@@ -181,15 +180,11 @@ def _scaling_command(scenario: Any, monitor: dict[str, Any] | None, interval: st
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
-def _scaling_monitor(scenario: Any, monitor: dict[str, Any] | None, interval: str | None) -> Any:
-    """The scenario with --monitor-* and --interval applied to its [monitor] table."""
+def _scaling_monitor(scenario: Any, monitor: Any, interval: str | None) -> Any:
+    """The scenario with --monitor-* (``monitor``, see _monitor_choice) and --interval applied."""
     from benchtrack.load.scenario import MonitorSpec
 
-    spec = scenario.monitor or MonitorSpec()
-    if monitor is not None and "command" not in monitor:
-        fields = {"pid": monitor.get("pid"), "container": monitor.get("container"),
-                  "docker_url": monitor.get("docker_url"), "cgroup": monitor.get("cgroup"), "command": None}
-        spec = replace(spec, **fields)
+    spec = monitor or MonitorSpec()
     if interval is not None:
         spec = replace(spec, interval_s=_seconds("interval", interval))
     return replace(scenario, monitor=spec)
@@ -318,39 +313,37 @@ def _seconds(name: str, text: str, *, allow_zero: bool = False) -> float:
 
 
 def _monitor_choice(scenario: Any, pid: int | None, container: str | None, docker_url: str | None,
-                    cgroup: str | None) -> dict[str, Any] | None:
-    """The target named on the command line, else the scenario's [monitor], else None."""
+                    cgroup: str | None) -> Any:
+    """The [monitor] to use (a MonitorSpec): the target named on the command line in place of the
+    scenario's (keeping its interval), else the scenario's when it names one, else None."""
+    from benchtrack.load.scenario import MonitorSpec
+
     given = {key: value for key, value in (("pid", pid), ("container", container), ("cgroup", cgroup)) if value is not None}
     if len(given) > 1:
         raise UsageError(f"give at most one target to monitor, got {' and '.join('--monitor-' + k for k in given)}")
     if docker_url is not None and container is None:
         raise UsageError("--docker-url goes with --monitor-container")
-    if given:
-        return {**given, "docker_url": docker_url}
     spec = scenario.monitor
-    if spec is None:
+    if given:
+        return MonitorSpec(pid=pid, container=container, docker_url=docker_url, cgroup=cgroup,
+                           interval_s=spec.interval_s if spec else 1.0)
+    if spec is None or (spec.pid is None and spec.container is None and spec.cgroup is None and not spec.command):
         return None
-    for key in ("pid", "container", "cgroup", "command"):
-        if getattr(spec, key) is not None:
-            return {key: getattr(spec, key), "docker_url": spec.docker_url}
-    return None
+    return spec
 
 
-def _make_target(choice: dict[str, Any]) -> Any:
-    from benchtrack.probes.targets import CgroupTarget, CommandTarget, ProcessTarget
+def _make_target(spec: Any) -> Any:
+    """The scaling runner's monitor_target, with a container engine's failures as one usage line."""
+    from benchtrack.load.scaling import monitor_target
 
-    if "pid" in choice:
-        return ProcessTarget(int(choice["pid"]))
-    if "cgroup" in choice:
-        return CgroupTarget(choice["cgroup"])
-    if "command" in choice:
-        return CommandTarget(list(choice["command"]))
-    from benchtrack.cli.watch_cmd import _container_target
+    if spec.container is not None:
+        from benchtrack.cli.watch_cmd import _container_target
 
-    return _container_target(choice["container"], choice["docker_url"])
+        return _container_target(spec.container, spec.docker_url)
+    return monitor_target(spec)
 
 
-def _started_service(monitor: dict[str, Any], base_url: str) -> Any:
+def _started_service(monitor: Any, base_url: str) -> Any:
     """Start the [monitor] command and wait until it accepts connections (stopped again on failure)."""
     from benchtrack.load.scaling import wait_until_accepting
 
@@ -421,12 +414,9 @@ def _draw_charts(run: Any, folder: Path) -> list[Path]:
 
 
 def _keep_unsaved(document: dict[str, Any]) -> Path:
-    from benchtrack.session import SPOOL_FOLDER
+    from benchtrack.session import keep_unsaved
 
-    SPOOL_FOLDER.mkdir(parents=True, exist_ok=True)
-    path = SPOOL_FOLDER / f"load-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.json"
-    path.write_text(json.dumps(document, allow_nan=False), encoding="utf-8")
-    return path
+    return keep_unsaved("load", document)
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -22,8 +22,6 @@ import contextlib
 import json
 import math
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -273,12 +271,9 @@ def _log_report(uri: str, run_id: str, document: dict[str, Any], timeline: Any) 
 
 def _keep_unsaved(timeline: Any) -> Path:
     from benchtrack.results import timeline_to_dict
-    from benchtrack.session import SPOOL_FOLDER
+    from benchtrack.session import keep_unsaved
 
-    SPOOL_FOLDER.mkdir(parents=True, exist_ok=True)
-    path = SPOOL_FOLDER / f"watch-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.timeline.json"
-    path.write_text(json.dumps(timeline_to_dict(timeline), allow_nan=False), encoding="utf-8")
-    return path
+    return keep_unsaved("watch", timeline_to_dict(timeline), suffix=".timeline.json")
 
 
 # --- output ------------------------------------------------------------------------------------
